@@ -1,0 +1,41 @@
+"""Preset definitions (plain config objects; see ``configs/__init__.py``)."""
+
+from __future__ import annotations
+
+from nerfkit.config import DataConfig, FieldConfig, FitConfig, ModelConfig, TrainConfig
+
+_HASH = FieldConfig(encoding="hash", depth=1, width=64, skips=(), view_width=64, dir_freqs=4,
+                    density_activation="exp", hash_levels=12, hash_features=2, hash_log2_size=16,
+                    hash_min_res=16, hash_max_res=512)
+_SMALL = FieldConfig(depth=4, width=128, skips=(), view_width=64, density_activation="softplus", density_bias=-1.0)
+
+PRESETS: dict[str, tuple[str, FitConfig]] = {
+    "paper": (
+        "vanilla NeRF as in the paper: 8x256 MLPs, 64 coarse + 128 fine samples, 1024 rays/step",
+        FitConfig(preset="paper", out=__import__("pathlib").Path("runs/paper")),
+    ),
+    "cpu-fast": (
+        "best quality per minute on a 2-core CPU: small MLPs, few samples inside the scene box",
+        FitConfig(
+            preset="cpu-fast",
+            out=__import__("pathlib").Path("runs/cpu-fast"),
+            model=ModelConfig(coarse=_SMALL, fine=_SMALL, num_coarse=32, num_fine=64, clip_to_aabb=True),
+            train=TrainConfig(batch_rays=1024, lr_init=2e-3, lr_final=1e-4, lr_warmup_steps=100, val_every=0,
+                              val_views=1, checkpoint_every=500, log_every=20),
+        ),
+    ),
+    "demo": (
+        "the built-in procedural scene in a few minutes on a CPU (the default)",
+        FitConfig(
+            preset="demo",
+            data=DataConfig(data=None),
+            model=ModelConfig(coarse=_HASH, sampler="occupancy", max_samples=48, grid_resolution=64),
+            train=TrainConfig(steps=3000, time_budget=None, batch_rays=2048, sample_budget=32768, lr_init=1e-2,
+                              lr_final=3e-4, adam_eps=1e-15, lr_warmup_steps=20, val_every=1000, val_views=2, checkpoint_every=500, log_every=20),
+        ),
+    ),
+}
+
+
+def describe() -> str:
+    return "\n".join(f"  {name:10s} {desc}" for name, (desc, _) in PRESETS.items())

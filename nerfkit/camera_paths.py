@@ -1,0 +1,285 @@
+"""Camera paths for rendering videos: orbits around the scene, keyframe interpolation, paths from JSON.
+
+All poses are camera-to-world float32 [N, 3, 4] in the OpenGL/Blender convention (camera looks down its
+local -z axis, +y up, +x right), as in :mod:`nerfkit.types`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from nerfkit.cameras import look_at
+from nerfkit.errors import InputError
+
+_SNAP_DEGREES = 10.0
+_MAX_CONDITION = 1e4
+
+
+def _as_c2w(c2w, name: str) -> np.ndarray:
+    m = np.asarray(c2w, np.float64)
+    if m.ndim != 3 or m.shape[1:] not in ((3, 4), (4, 4)) or m.shape[0] == 0:
+        raise ValueError(f"{name}: expected camera-to-world [N, 3, 4] (or [N, 4, 4]), got shape {m.shape}")
+    return m[:, :3, :4]
+
+
+def focus_point(c2w) -> np.ndarray | None:
+    """The point closest, in least squares, to all cameras' optical axes.
+
+    Minimises ``sum_i |(I - d_i d_i^T)(x - o_i)|^2`` over ``x``, where ``o_i`` is camera ``i``'s
+    position and ``d_i`` its viewing direction (the -z axis of its c2w).
+
+    Args:
+      c2w: float [N, 3, 4] camera-to-world.
+    Returns:
+      float64 [3], or None if the problem is ill-conditioned (fewer than two cameras, or nearly parallel
+      axes as in forward-facing captures).
+    """
+    m = _as_c2w(c2w, "focus_point")
+    o = m[:, :, 3]
+    d = -m[:, :, 2]
+    d = d / np.linalg.norm(d, axis=-1, keepdims=True)
+    proj = np.eye(3)[None] - d[:, :, None] * d[:, None, :]  # [N, 3, 3] projectors orthogonal to each axis
+    a = proj.sum(axis=0)
+    b = np.einsum("nij,nj->i", proj, o)
+    if not np.all(np.isfinite(a)) or np.linalg.cond(a) > _MAX_CONDITION:
+        return None
+    return np.linalg.solve(a, b)
+
+
+def mean_up(c2w, snap_degrees: float = _SNAP_DEGREES) -> np.ndarray:
+    """The normalised mean of the cameras' +y axes, snapped to the nearest world axis if close.
+
+    Args:
+      c2w: float [N, 3, 4] camera-to-world.
+      snap_degrees: snap to ``±x``, ``±y`` or ``±z`` when within this angle (Blender scenes are +z up).
+    Returns:
+      float64 [3] unit vector; +z if the cameras' up axes cancel out.
+    """
+    m = _as_c2w(c2w, "mean_up")
+    up = m[:, :, 1].mean(axis=0)
+    n = np.linalg.norm(up)
+    if not np.isfinite(n) or n < 1e-8:
+        return np.array([0.0, 0.0, 1.0])
+    up = up / n
+    k = int(np.argmax(np.abs(up)))
+    axis = np.zeros(3)
+    axis[k] = np.sign(up[k])
+    if np.degrees(np.arccos(np.clip(up @ axis, -1.0, 1.0))) <= snap_degrees:
+        return axis
+    return up
+
+
+def _plane_basis(up: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Orthonormal (e1, e2) spanning the plane perpendicular to ``up``, e1 along ``ref`` projected if possible,
+    with ``(e1, e2, up)`` right-handed."""
+    e1 = ref - (ref @ up) * up
+    if np.linalg.norm(e1) < 1e-8:
+        helper = np.eye(3)[int(np.argmin(np.abs(up)))]
+        e1 = helper - (helper @ up) * up
+    e1 = e1 / np.linalg.norm(e1)
+    e2 = np.cross(up, e1)
+    return e1, e2
+
+
+def orbit_path(train_c2w, n_frames: int = 120, center=None, up=None) -> np.ndarray:
+    """A full circular orbit around the scene, looking at its centre.
+
+    The orbit keeps the training cameras' mean distance from the centre and their mean elevation (angle
+    above the plane through the centre perpendicular to ``up``). It starts at the azimuth of the first
+    training camera, turns counter-clockwise about ``up`` in ``n_frames`` equal steps and covers 360
+    degrees without repeating the first frame at the end (so the video loops seamlessly).
+
+    Args:
+      train_c2w: float [N, 3, 4] (or [N, 4, 4]) training camera-to-world matrices.
+      n_frames: number of poses.
+      center: float [3] point to orbit. Default: :func:`focus_point` of the training cameras, or the
+        origin if that is ill-conditioned.
+      up: float [3] world up (normalised here). Default: :func:`mean_up` of the training cameras.
+    Returns:
+      float32 [n_frames, 3, 4] camera-to-world, each built with :func:`nerfkit.cameras.look_at`.
+    """
+    m = _as_c2w(train_c2w, "orbit_path")
+    if n_frames < 1:
+        raise ValueError(f"orbit_path: n_frames must be >= 1, got {n_frames}")
+    if center is None:
+        c = focus_point(m) if len(m) >= 2 else None
+        c = np.zeros(3) if c is None else c
+    else:
+        c = np.asarray(center, np.float64).reshape(3)
+    if up is None:
+        u = mean_up(m)
+    else:
+        u = np.asarray(up, np.float64).reshape(3)
+        if np.linalg.norm(u) < 1e-12:
+            raise ValueError("orbit_path: up must be non-zero")
+        u = u / np.linalg.norm(u)
+
+    offsets = m[:, :, 3] - c  # [N, 3]
+    dist = np.linalg.norm(offsets, axis=-1)
+    ok = dist > 1e-12
+    if not ok.any():
+        raise ValueError("orbit_path: every training camera sits at the centre; no orbit radius")
+    radius = float(dist[ok].mean())
+    sin_el = np.clip((offsets[ok] @ u) / dist[ok], -1.0, 1.0)
+    elevation = float(np.arcsin(sin_el).mean())
+
+    e1, e2 = _plane_basis(u, offsets[int(np.argmax(ok))])
+    az = 2.0 * np.pi * np.arange(n_frames) / n_frames
+    ring = np.cos(az)[:, None] * e1 + np.sin(az)[:, None] * e2  # [n_frames, 3] unit, in the plane
+    eyes = c + radius * (np.cos(elevation) * ring + np.sin(elevation) * u)
+    return np.stack([look_at(eye, c, u) for eye in eyes]).astype(np.float32)
+
+
+def _orthonormalise(r: np.ndarray) -> np.ndarray:
+    """Nearest rotation matrices (SVD), float64 [..., 3, 3]."""
+    uu, _, vt = np.linalg.svd(r)
+    d = np.sign(np.linalg.det(uu @ vt))
+    uu[..., :, 2] *= d[..., None]
+    return uu @ vt
+
+
+def rotation_to_quaternion(r) -> np.ndarray:
+    """Rotation matrices float [..., 3, 3] -> unit quaternions float64 [..., 4] as (w, x, y, z)."""
+    r = np.asarray(r, np.float64)
+    # Shepperd's method, vectorised: build the four candidates and keep the best-conditioned one.
+    tr = np.trace(r, axis1=-2, axis2=-1)
+    cands = np.stack(
+        [
+            np.stack([1 + tr, r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1]], -1),
+            np.stack([r[..., 2, 1] - r[..., 1, 2], 1 + 2 * r[..., 0, 0] - tr, r[..., 0, 1] + r[..., 1, 0], r[..., 0, 2] + r[..., 2, 0]], -1),
+            np.stack([r[..., 0, 2] - r[..., 2, 0], r[..., 0, 1] + r[..., 1, 0], 1 + 2 * r[..., 1, 1] - tr, r[..., 1, 2] + r[..., 2, 1]], -1),
+            np.stack([r[..., 1, 0] - r[..., 0, 1], r[..., 0, 2] + r[..., 2, 0], r[..., 1, 2] + r[..., 2, 1], 1 + 2 * r[..., 2, 2] - tr], -1),
+        ],
+        axis=-2,
+    )  # [..., 4, 4]; candidate k is 4 q_k q (so its k-th entry is 4 q_k^2)
+    diag = np.stack([1 + tr, 1 + 2 * r[..., 0, 0] - tr, 1 + 2 * r[..., 1, 1] - tr, 1 + 2 * r[..., 2, 2] - tr], -1)
+    best = np.argmax(diag, axis=-1)
+    q = np.take_along_axis(cands, best[..., None, None], axis=-2)[..., 0, :]
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    return np.where(q[..., :1] < 0, -q, q)
+
+
+def quaternion_to_rotation(q) -> np.ndarray:
+    """Quaternions float [..., 4] as (w, x, y, z) (normalised here) -> rotation matrices float64 [..., 3, 3]."""
+    q = np.asarray(q, np.float64)
+    w, x, y, z = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        axis=-2,
+    )
+
+
+def slerp(q0, q1, t) -> np.ndarray:
+    """Spherical linear interpolation along the shorter arc.
+
+    Args:
+      q0, q1: unit quaternions float [..., 4].
+      t: float [...] in [0, 1] (broadcast against the quaternions' leading shape).
+    Returns:
+      unit quaternions float64 [..., 4].
+    """
+    q0 = np.asarray(q0, np.float64)
+    q1 = np.asarray(q1, np.float64)
+    t = np.asarray(t, np.float64)[..., None]
+    dot = np.sum(q0 * q1, axis=-1, keepdims=True)
+    q1 = np.where(dot < 0, -q1, q1)  # q and -q are the same rotation: take the short way
+    dot = np.abs(dot)
+    theta = np.arccos(np.clip(dot, -1.0, 1.0))
+    sin_theta = np.sin(theta)
+    close = sin_theta < 1e-6  # nearly identical: linear interpolation is exact enough and stable
+    safe = np.where(close, 1.0, sin_theta)
+    w0 = np.where(close, 1.0 - t, np.sin((1.0 - t) * theta) / safe)
+    w1 = np.where(close, t, np.sin(t * theta) / safe)
+    q = w0 * q0 + w1 * q1
+    return q / np.linalg.norm(q, axis=-1, keepdims=True)
+
+
+def interpolate_path(c2w_keyframes, n_frames: int) -> np.ndarray:
+    """A smooth-ish path through keyframes: positions linearly interpolated, rotations slerped.
+
+    Frames are evenly spaced in keyframe index (not in distance); the first and last frames equal the
+    first and last keyframes exactly, as does any frame that lands on a keyframe. Keyframe rotations are
+    projected to the nearest rotation before interpolation, so every output rotation is orthonormal.
+
+    Args:
+      c2w_keyframes: float [K, 3, 4] (or [K, 4, 4]) camera-to-world keyframes, K >= 1.
+      n_frames: number of output poses (>= 1; 1 gives the first keyframe).
+    Returns:
+      float32 [n_frames, 3, 4].
+    """
+    keys = _as_c2w(c2w_keyframes, "interpolate_path")
+    if n_frames < 1:
+        raise ValueError(f"interpolate_path: n_frames must be >= 1, got {n_frames}")
+    k = len(keys)
+    if k == 1 or n_frames == 1:
+        return np.repeat(keys[:1], n_frames, axis=0).astype(np.float32)
+    u = np.linspace(0.0, k - 1.0, n_frames)
+    i = np.minimum(np.floor(u).astype(int), k - 2)
+    t = u - i
+    quats = rotation_to_quaternion(_orthonormalise(keys[:, :, :3]))
+    rot = quaternion_to_rotation(slerp(quats[i], quats[i + 1], t))
+    pos = (1.0 - t)[:, None] * keys[i, :, 3] + t[:, None] * keys[i + 1, :, 3]
+    out = np.concatenate([rot, pos[:, :, None]], axis=-1)
+    # Frames exactly on a keyframe are returned as that keyframe, bit for bit.
+    on_start, on_end = t == 0.0, t == 1.0
+    out[on_start] = keys[i[on_start]]
+    out[on_end] = keys[i[on_end] + 1]
+    return out.astype(np.float32)
+
+
+def load_path_json(path) -> np.ndarray:
+    """Read a camera path from a Blender-like JSON file.
+
+    Format: ``{"frames": [{"transform_matrix": 4x4 (or 3x4) nested list}, ...]}`` in the OpenGL
+    convention; other keys are ignored.
+
+    Args:
+      path: the JSON file.
+    Returns:
+      float32 [N, 3, 4] camera-to-world, N >= 1.
+    Raises:
+      InputError: missing/unreadable file, invalid JSON, a missing or empty ``frames`` list, or a
+        ``transform_matrix`` that is not a 4x4/3x4 matrix of finite numbers with a rotation part (a
+        scaled or mirrored frame would make the camera look in the wrong direction).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError("camera path file not found", path) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read camera path: {type(e).__name__}: {e}".replace("\n", " "), path) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}", path) from None
+    if not isinstance(data, dict) or "frames" not in data:
+        raise InputError("expected an object with a 'frames' list", path, "frames")
+    frames = data["frames"]
+    if not isinstance(frames, list) or not frames:
+        raise InputError("must be a non-empty list", path, "frames")
+    out = []
+    for n, frame in enumerate(frames):
+        field = f"frames[{n}].transform_matrix"
+        if not isinstance(frame, dict) or "transform_matrix" not in frame:
+            raise InputError("missing", path, field)
+        try:
+            m = np.array(frame["transform_matrix"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError("must be a 4x4 matrix of numbers", path, field) from None
+        if m.shape not in ((4, 4), (3, 4)):
+            raise InputError(f"must be a 4x4 matrix, got shape {m.shape}", path, field)
+        if not np.all(np.isfinite(m)):
+            raise InputError("contains non-finite values", path, field)
+        r = m[:3, :3]
+        if np.abs(r.T @ r - np.eye(3)).max() > 1e-2 or np.linalg.det(r) <= 0:
+            raise InputError("rotation part is not a rotation (scaled, sheared or mirrored)", path, field)
+        out.append(m[:3, :4])
+    return np.stack(out).astype(np.float32)

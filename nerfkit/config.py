@@ -1,0 +1,229 @@
+"""Typed configuration: plain dataclasses, turned into command-line flags by tyro.
+
+The docstring under each field is its ``--help`` text. Presets live in ``configs/``; a run directory keeps
+the resolved config as ``config.json`` so ``render`` and ``evaluate`` rebuild exactly what ``fit`` trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import tyro
+
+from nerfkit.errors import InputError
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldConfig:
+    """The coordinate MLP (NeRF section 4 and fig. 7)."""
+
+    encoding: Literal["frequency", "hash"] = "frequency"
+    """Position encoding: NeRF's sinusoidal positional encoding, or a multiresolution hash grid (Instant-NGP)."""
+    depth: int = 8
+    """Layers in the trunk that maps encoded positions to features."""
+    width: int = 256
+    """Units per trunk layer."""
+    skips: tuple[int, ...] = (4,)
+    """Trunk layers whose input is concatenated with the encoded position again."""
+    pos_freqs: int = 10
+    """Octaves of the positional encoding of 3D points."""
+    dir_freqs: int = 4
+    """Octaves of the positional encoding of view directions (0 with use_viewdirs=False disables it)."""
+    use_viewdirs: bool = True
+    """Condition colour on the view direction (the view-dependent branch)."""
+    view_width: int = 128
+    """Units of the view-dependent colour branch."""
+    activation: Literal["relu", "softplus", "silu", "gelu"] = "relu"
+    """Hidden-layer activation."""
+    density_activation: Literal["relu", "softplus", "exp"] = "relu"
+    """Maps the raw density output to sigma >= 0."""
+    density_bias: float = 0.0
+    """Added to the raw density before its activation (negative starts the field emptier)."""
+    hash_levels: int = 16
+    """Hash grid: resolution levels."""
+    hash_features: int = 2
+    """Hash grid: features per level."""
+    hash_log2_size: int = 17
+    """Hash grid: log2 of the table rows per level."""
+    hash_min_res: int = 16
+    """Hash grid: coarsest resolution (cells per side of the scene box)."""
+    hash_max_res: int = 512
+    """Hash grid: finest resolution."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Networks and ray sampling."""
+
+    coarse: FieldConfig = dataclasses.field(default_factory=FieldConfig)
+    """The coarse network (evaluated at the stratified samples)."""
+    fine: FieldConfig = dataclasses.field(default_factory=FieldConfig)
+    """The fine network (evaluated at stratified + importance samples; unused when num_fine = 0)."""
+    num_coarse: int = 64
+    """Stratified samples per ray for the coarse pass."""
+    num_fine: int = 128
+    """Importance samples per ray for the fine pass (0: coarse network only)."""
+    sampler: Literal["hierarchical", "occupancy"] = "hierarchical"
+    """hierarchical: coarse + fine networks (the paper). occupancy: one network (``coarse``) sampled only in
+    cells an occupancy grid marks occupied (empty-space skipping; num_fine is ignored)."""
+    grid_resolution: int = 64
+    """Occupancy grid cells per axis over the scene box."""
+    march_steps: int = 256
+    """Occupancy sampler: marching steps across the scene box's diagonal."""
+    max_samples: int = 48
+    """Occupancy sampler: field evaluations per ray (occupied candidates are compacted into these)."""
+    grid_update_every: int = 16
+    """Steps between occupancy-grid updates from the field's density."""
+    grid_decay: float = 0.95
+    """Occupancy grid: exponential decay of the running density per update."""
+    grid_threshold: float = 0.01
+    """Occupancy grid: a cell is occupied when one marching step through it is more opaque than this."""
+    clip_to_aabb: bool = False
+    """Sample only where rays cross the scene's bounding box instead of all of [near, far]."""
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"
+    """Matmul dtype of the MLPs (accumulation and the integrator stay float32)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are prepared."""
+
+    data: Annotated[Optional[Path], tyro.conf.arg(aliases=("--data",))] = None
+    """Scene directory (Blender layout with transforms_*.json). None: the built-in procedural demo scene."""
+    downscale: Annotated[int, tyro.conf.arg(aliases=("--downscale",))] = 1
+    """Integer factor to shrink images by (area filtering)."""
+    background: Annotated[Literal["white", "black", "random"], tyro.conf.arg(aliases=("--background",))] = "white"
+    """Background composited behind transparent pixels in training (random: a new colour per ray)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping."""
+
+    steps: Annotated[int, tyro.conf.arg(aliases=("--steps",))] = 200_000
+    """Stop after this many optimisation steps."""
+    time_budget: Annotated[Optional[float], tyro.conf.arg(aliases=("--time-budget",))] = None
+    """Stop after this many seconds of wall-clock for the whole command (start-up included)."""
+    batch_rays: Annotated[int, tyro.conf.arg(aliases=("--batch-rays",))] = 1024
+    """Rays per step, drawn at random across all training images."""
+    sample_budget: int = 65536
+    """Occupancy sampler: field evaluations per step, shared by the batch's rays (packed samples)."""
+    lr_init: float = 5e-4
+    """Adam learning rate at the start (decays exponentially to lr_final)."""
+    lr_final: float = 5e-5
+    """Learning rate at the end of training (by steps or by time budget, whichever ends first)."""
+    lr_warmup_steps: int = 0
+    """Linear warm-up of the learning rate over this many steps."""
+    adam_eps: float = 1e-7
+    """Adam's epsilon."""
+    grad_clip: float = 0.0
+    """Clip the global gradient norm to this value (0: off)."""
+    seed: Annotated[int, tyro.conf.arg(aliases=("--seed",))] = 0
+    """Random seed for initialisation, ray batches and sample jitter."""
+    log_every: int = 50
+    """Steps between progress updates and metrics.jsonl lines (the only host syncs in the loop)."""
+    val_every: int = 5000
+    """Steps between validation renders (0: only at the end)."""
+    val_views: int = 2
+    """Validation views rendered each time."""
+    checkpoint_every: int = 2000
+    """Steps between checkpoints (one is always written at the end)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept on disk."""
+    render_chunk: int = 4096
+    """Rays per compiled rendering call (bounds memory when rendering images)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """Fit a radiance field to posed images."""
+
+    out: Path = Path("runs/demo")
+    """Run directory: config, checkpoints, metrics.jsonl, validation images."""
+    resume: bool = False
+    """Continue from the latest checkpoint in --out instead of starting over."""
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    preset: str = "demo"
+    """Name of the preset this config started from (informational)."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# JSON round trip of the resolved config.
+
+
+def to_dict(cfg) -> dict:
+    """A JSON-ready dict of a config dataclass (paths become strings, tuples lists)."""
+
+    def conv(x):
+        if dataclasses.is_dataclass(x):
+            return {f.name: conv(getattr(x, f.name)) for f in dataclasses.fields(x)}
+        if isinstance(x, Path):
+            return str(x)
+        if isinstance(x, (tuple, list)):
+            return [conv(v) for v in x]
+        return x
+
+    return conv(cfg)
+
+
+def from_dict(cls, d: dict, where: str = "config"):
+    """Rebuild a config dataclass from :func:`to_dict` output; unknown or ill-typed keys raise InputError."""
+    if not isinstance(d, dict):
+        raise InputError(f"expected an object, got {type(d).__name__}", field=where)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise InputError(f"unknown key(s) {sorted(unknown)}", field=where)
+    kwargs = {}
+    for name, value in d.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp, value, where):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if tp is Path:
+        return Path(value)
+    if origin is tuple:
+        return tuple(_coerce(args[0], v, where) for v in value)
+    if origin is Literal:
+        if value not in args:
+            raise InputError(f"{value!r} is not one of {list(args)}", field=where)
+        return value
+    if tp is float and isinstance(value, (int, float)):
+        return float(value)
+    if tp in (int, bool, str) and not isinstance(value, tp):
+        raise InputError(f"expected {tp.__name__}, got {value!r}", field=where)
+    return value
+
+
+def save_config(cfg: FitConfig, path: Path) -> None:
+    path.write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+
+
+def load_config(path: Path) -> FitConfig:
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError("no config.json: not a nerfkit run directory", path=path.parent) from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path=path) from None
+    try:
+        return from_dict(FitConfig, d)
+    except InputError as e:
+        raise InputError(str(e), path=path) from None

@@ -1,0 +1,230 @@
+"""Image reading, writing and area downscaling.
+
+Every image inside nerfkit is float32 ``[H, W, 4]`` *premultiplied* RGBA in ``[0, 1]`` (see
+:mod:`nerfkit.types`). Files on disk use straight (un-premultiplied) alpha, as PNG specifies, so this module
+converts at the boundary:
+
+* :func:`read_rgba` reads 8-bit or 16-bit PNG (grey, grey+alpha, RGB, RGBA, palette) or anything else
+  imageio understands, and returns premultiplied float32 RGBA (alpha = 1 when the file has none).
+* :func:`write_rgba_png` writes premultiplied float32 RGBA as an 8-bit straight-alpha RGBA PNG.
+* :func:`area_downscale` averages ``factor x factor`` blocks; on premultiplied values this is the exact
+  area (box) filter, including along object edges.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+from nerfkit.errors import InputError
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def premultiply(straight: np.ndarray) -> np.ndarray:
+    """float32 [..., 4] straight-alpha RGBA -> premultiplied (``rgb * alpha``)."""
+    straight = np.asarray(straight, np.float32)
+    return np.concatenate([straight[..., :3] * straight[..., 3:], straight[..., 3:]], axis=-1)
+
+
+def unpremultiply(premult: np.ndarray) -> np.ndarray:
+    """float32 [..., 4] premultiplied RGBA -> straight alpha; colour is 0 where alpha is 0."""
+    premult = np.asarray(premult, np.float32)
+    alpha = premult[..., 3:]
+    safe = np.where(alpha > 0, alpha, 1.0)
+    rgb = np.where(alpha > 0, premult[..., :3] / safe, 0.0)
+    return np.concatenate([np.clip(rgb, 0.0, 1.0), alpha], axis=-1).astype(np.float32)
+
+
+def area_downscale(img: np.ndarray, factor: int) -> np.ndarray:
+    """Box-filter downscale by an integer factor.
+
+    Args:
+      img: [..., H, W, C] array (any leading batch dims); H and W must be divisible by ``factor``.
+      factor: positive integer; 1 returns ``img`` unchanged.
+    Returns:
+      float32 [..., H // factor, W // factor, C]: the mean of each ``factor x factor`` block. Apply it to
+      premultiplied RGBA so that colour is weighted by coverage (the exact area filter).
+    Raises:
+      ValueError: if ``factor`` is not a positive integer or does not divide H and W.
+    """
+    factor = int(factor)
+    if factor < 1:
+        raise ValueError(f"downscale factor must be >= 1, got {factor}")
+    img = np.asarray(img, np.float32)
+    if factor == 1:
+        return img
+    *lead, h, w, c = img.shape
+    if h % factor or w % factor:
+        raise ValueError(f"image size {w}x{h} is not divisible by {factor}")
+    # Sum rows, then columns, with contiguous float32 adds (much faster than a strided mean over two axes).
+    rows = img.reshape(*lead, h // factor, factor, w, c)
+    acc = rows[..., 0, :, :].copy()
+    for i in range(1, factor):
+        acc += rows[..., i, :, :]
+    cols = acc.reshape(*lead, h // factor, w // factor, factor, c)
+    out = cols[..., 0, :].copy()
+    for j in range(1, factor):
+        out += cols[..., j, :]
+    out *= np.float32(1.0 / (factor * factor))
+    return out
+
+
+def _png_header(path: Path) -> tuple[int, int, bool] | None:
+    """(bit depth, colour type, has tRNS chunk) of a PNG file, or None if ``path`` is not a PNG.
+
+    Only the chunk headers before the first IDAT are read, so this is cheap.
+    """
+    with open(path, "rb") as f:
+        if f.read(8) != _PNG_SIGNATURE:
+            return None
+        bit_depth = colour_type = -1
+        has_trns = False
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                break
+            length, ctype = struct.unpack(">I4s", head)
+            if ctype == b"IHDR":
+                ihdr = f.read(length)
+                bit_depth, colour_type = ihdr[8], ihdr[9]
+                f.seek(4, 1)  # CRC
+                continue
+            if ctype == b"tRNS":
+                has_trns = True
+            if ctype in (b"IDAT", b"IEND"):
+                break
+            f.seek(length + 4, 1)
+        return bit_depth, colour_type, has_trns
+
+
+def _read_png16_multichannel(path: Path) -> np.ndarray | None:
+    """uint16 [H, W, C] of a 16-bit RGB / RGBA / grey+alpha PNG, or None if Pillow cannot do it.
+
+    Pillow (imageio's PNG backend) has no 16-bit multi-channel modes and silently truncates such images to
+    8 bits. Its C decoder still does the inflate and unfiltering; we only swap the final unpacker. For RGB
+    and RGBA, ``*;16B`` keeps each sample's high byte and ``*;16L`` (reading big-endian data as
+    little-endian) its low byte. For grey+alpha, 8-bit ``RGBA`` unpacking returns the four raw bytes.
+    """
+    from PIL import Image
+
+    def decode(rawmode: str) -> np.ndarray:
+        with Image.open(path) as im:
+            (tile,) = im.tile
+            args = tile[3]  # the rawmode, or (rawmode, ...) in some Pillow versions
+            new_args = rawmode if isinstance(args, str) else (rawmode, *args[1:])
+            new_tile = tile._replace(args=new_args) if hasattr(tile, "_replace") else (*tile[:3], new_args)
+            im.tile = [new_tile]
+            im.load()
+            return np.asarray(im)
+
+    try:
+        with Image.open(path) as im:
+            if len(im.tile) != 1:
+                return None
+            tile = im.tile[0]
+            rawmode = tile[3] if not isinstance(tile[3], tuple) else tile[3][0]
+        if rawmode in ("RGB;16B", "RGBA;16B"):
+            hi = decode(rawmode).astype(np.uint16)
+            lo = decode(rawmode.replace(";16B", ";16L")).astype(np.uint16)
+            return (hi << 8) | lo
+        if rawmode == "LA;16B":
+            raw = decode("RGBA").astype(np.uint16)  # bytes: L_hi, L_lo, A_hi, A_lo
+            return np.stack([(raw[..., 0] << 8) | raw[..., 1], (raw[..., 2] << 8) | raw[..., 3]], axis=-1)
+    except Exception:  # any internal change in Pillow: fall back to imageio (8-bit precision)
+        return None
+    return None
+
+
+def read_raw(path: Path) -> np.ndarray:
+    """The pixels of an image file as stored: [H, W] or [H, W, C], uint8 / uint16 / float.
+
+    16-bit multi-channel PNGs keep their full precision (see :func:`_read_png16_multichannel`); PNGs with a
+    tRNS colour key come back as RGBA. Raises ``InputError`` naming the file if it cannot be read.
+    """
+    path = Path(path)
+    try:
+        header = _png_header(path)
+        if header is None and path.suffix.lower() == ".png":
+            size = path.stat().st_size
+            raise InputError("cannot read image (empty file)" if size == 0 else
+                             "cannot read image (not a PNG file: bad signature)", path)
+        if header is not None:
+            bit_depth, colour_type, has_trns = header
+            if bit_depth == 16 and colour_type in (2, 4, 6):
+                arr = _read_png16_multichannel(path)
+                if arr is not None:
+                    return arr
+            if has_trns and colour_type in (0, 2, 3):
+                return iio.imread(path, plugin="pillow", mode="RGBA")
+            arr = iio.imread(path, plugin="pillow")  # naming the plugin skips imageio's format probing
+            if bit_depth == 16 and np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint16:
+                arr = arr.astype(np.uint16)  # Pillow may hand 16-bit grey back as int32 ("I" mode)
+            return arr
+        return iio.imread(path)
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError("image file not found", path) from None
+    except Exception as e:  # noqa: BLE001 -- any decoder failure is a user-facing unreadable image
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "Could not find a backend" in msg:
+            msg = "unsupported or corrupt image file"
+        raise InputError(f"cannot read image ({msg})", path) from None
+
+
+def to_premultiplied_rgba(arr: np.ndarray, path: Path | str = "<array>") -> np.ndarray:
+    """Convert raw pixels ([H, W] or [H, W, C], C in 1..4, integer or float) to float32 [H, W, 4] premultiplied.
+
+    Integers are scaled by their dtype's maximum (255 for uint8, 65535 for uint16); floats are taken as
+    already in [0, 1]. Grey is replicated to RGB; a missing alpha channel becomes 1.
+    """
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+        raise InputError(f"unsupported image shape {arr.shape} (expected grey, grey+alpha, RGB or RGBA)", path)
+    if np.issubdtype(arr.dtype, np.integer):
+        scale = np.float32(1.0 / np.iinfo(arr.dtype).max)
+        img = arr.astype(np.float32)
+    elif np.issubdtype(arr.dtype, np.floating):
+        scale = np.float32(1.0)
+        img = np.clip(arr.astype(np.float32), 0.0, 1.0)
+    elif arr.dtype == np.bool_:
+        scale = np.float32(1.0)
+        img = arr.astype(np.float32)
+    else:
+        raise InputError(f"unsupported pixel type {arr.dtype}", path)
+    h, w, c = img.shape
+    out = np.empty((h, w, 4), np.float32)
+    if c <= 2:  # grey [+ alpha]
+        out[..., :3] = img[..., :1]
+    else:
+        out[..., :3] = img[..., :3]
+    if c in (2, 4):
+        alpha = img[..., -1:]
+        out[..., :3] *= alpha * (scale * scale)  # premultiply and rescale in one pass
+        out[..., 3:] = alpha * scale
+    else:
+        out[..., :3] *= scale
+        out[..., 3] = 1.0
+    return out
+
+
+def read_rgba(path: Path | str) -> np.ndarray:
+    """Read an image file as float32 [H, W, 4] premultiplied RGBA in [0, 1]. Raises ``InputError``."""
+    return to_premultiplied_rgba(read_raw(Path(path)), path)
+
+
+def to_uint8_straight(premult: np.ndarray) -> np.ndarray:
+    """float32 [..., 4] premultiplied RGBA -> uint8 [..., 4] straight alpha (rounded)."""
+    straight = unpremultiply(np.clip(np.asarray(premult, np.float32), 0.0, 1.0))
+    return np.round(straight * 255.0).astype(np.uint8)
+
+
+def write_rgba_png(path: Path | str, premult: np.ndarray) -> None:
+    """Write float32 [H, W, 4] premultiplied RGBA as an 8-bit straight-alpha RGBA PNG."""
+    iio.imwrite(Path(path), to_uint8_straight(premult), extension=".png")

@@ -1,0 +1,95 @@
+"""Input encodings for coordinate networks (pure functions, usable under ``jit``)."""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+
+
+def positional_encoding(x: jnp.ndarray, num_freqs: int, include_input: bool = True) -> jnp.ndarray:
+    """NeRF's positional encoding gamma(x) (Mildenhall et al. 2020, eq. 4, without the factor pi).
+
+    ``gamma(x) = [x, sin(2^0 x), cos(2^0 x), ..., sin(2^(L-1) x), cos(2^(L-1) x)]`` applied per coordinate,
+    as in the reference implementation (scene coordinates are not normalised to [-1, 1], so pi is dropped).
+
+    Args:
+      x: float32 [..., D].
+      num_freqs: L, the number of octaves (10 for positions and 4 for directions in the paper).
+      include_input: prepend ``x`` itself.
+    Returns:
+      float32 [..., D * (include_input + 2 L)], ordered [x, then for each octave k: sin(2^k x), cos(2^k x)].
+
+    >>> positional_encoding(jnp.zeros((2, 3)), 4).shape
+    (2, 27)
+    """
+    if num_freqs == 0:
+        return x if include_input else x[..., :0]
+    scales = 2.0 ** jnp.arange(num_freqs, dtype=x.dtype)  # [L]
+    xb = x[..., None, :] * scales[:, None]  # [..., L, D]
+    # sin(t + pi/2) = cos(t): one transcendental call for both halves.
+    phases = jnp.stack([xb, xb + 0.5 * jnp.pi], axis=-2)  # [..., L, 2, D]
+    enc = jnp.sin(phases).reshape(*x.shape[:-1], -1)
+    return jnp.concatenate([x, enc], axis=-1) if include_input else enc
+
+
+def encoding_dim(in_dim: int, num_freqs: int, include_input: bool = True) -> int:
+    """Output width of :func:`positional_encoding`."""
+    return in_dim * (int(include_input) + 2 * num_freqs)
+
+
+_PRIMES = (1, 2654435761, 805459861)  # Instant-NGP's spatial hash (Teschner et al. 2003)
+
+
+def hash_grid_resolutions(levels: int, min_res: int, max_res: int) -> list[int]:
+    """Per-level grid resolution ``floor(N_min * b^l)`` with ``b = (N_max / N_min)^(1 / (L - 1))`` (Instant-NGP eq. 2-3)."""
+    if levels == 1:
+        return [min_res]
+    b = math.exp((math.log(max_res) - math.log(min_res)) / (levels - 1))
+    return [int(math.floor(min_res * b**level)) for level in range(levels)]
+
+
+def hash_grid_indices(x: jnp.ndarray, resolutions: list[int], table_size: int):
+    """Table rows and trilinear weights of the 8 cell corners around each point, at every level.
+
+    Levels whose ``(N + 1)^3`` vertices fit in the table are indexed densely (one row per vertex); finer
+    levels use the spatial hash ``(x * 1) xor (y * 2654435761) xor (z * 805459861) mod T``.
+
+    Args:
+      x: float32 [..., 3] points in [0, 1]^3 (clipped).
+      resolutions: N_l per level; table_size: T rows per level.
+    Returns:
+      (rows int32 [..., L, 8] into the flattened [L * T] table, weights float32 [..., L, 8]).
+    """
+    x = jnp.clip(x, 0.0, 1.0)
+    corners = jnp.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)], jnp.uint32)  # [8, 3]
+    rows, weights = [], []
+    for level, res in enumerate(resolutions):
+        p = x * res
+        p0 = jnp.minimum(jnp.floor(p), res - 1)
+        frac = p - p0  # [..., 3]
+        idx = p0.astype(jnp.uint32)[..., None, :] + corners  # [..., 8, 3]
+        w = jnp.prod(jnp.where(corners.astype(bool), frac[..., None, :], 1.0 - frac[..., None, :]), axis=-1)
+        if (res + 1) ** 3 <= table_size:
+            row = idx[..., 0] + idx[..., 1] * (res + 1) + idx[..., 2] * (res + 1) ** 2
+        else:
+            h = (idx[..., 0] * jnp.uint32(_PRIMES[0])) ^ (idx[..., 1] * jnp.uint32(_PRIMES[1])) ^ (
+                idx[..., 2] * jnp.uint32(_PRIMES[2]))
+            row = h % jnp.uint32(table_size)
+        rows.append(row.astype(jnp.int32) + level * table_size)
+        weights.append(w)
+    return jnp.stack(rows, axis=-2), jnp.stack(weights, axis=-2)
+
+
+def hash_grid_encoding(x: jnp.ndarray, table: jnp.ndarray, resolutions: list[int]) -> jnp.ndarray:
+    """Multiresolution hash encoding (Müller et al. 2022): trilinearly interpolated learned features per level.
+
+    Args:
+      x: float32 [..., 3] points in [0, 1]^3; table: float32 [L, T, F] features; resolutions: N_l.
+    Returns:
+      float32 [..., L * F].
+    """
+    levels, table_size, feats = table.shape
+    rows, w = hash_grid_indices(x, resolutions, table_size)
+    f = table.reshape(levels * table_size, feats)[rows]  # [..., L, 8, F]: one gather for all levels
+    return jnp.sum(w[..., None] * f, axis=-2).reshape(*x.shape[:-1], levels * feats)

@@ -1,0 +1,123 @@
+"""Rays in, rendered pixels out: the paper's coarse-to-fine scheme or occupancy-grid marching."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from nerfkit import integrator, occupancy, sampling
+from nerfkit.config import ModelConfig
+from nerfkit.fields import NeRFField
+from nerfkit.types import Rays
+
+
+class NeRFModel(nnx.Module):
+    """The fields of a model.
+
+    ``hierarchical`` sampling (NeRF section 5.2): a coarse field sampled uniformly and a fine field sampled
+    where the coarse weights are. ``occupancy`` sampling: the coarse field alone, sampled in occupied cells.
+    """
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, aabb=((-1.5,) * 3, (1.5,) * 3)):
+        self.cfg = cfg
+        dtype = jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else jnp.float32
+        self.coarse = NeRFField(cfg.coarse, rngs=rngs, dtype=dtype, aabb=aabb)
+        use_fine = cfg.sampler == "hierarchical" and cfg.num_fine > 0
+        self.fine = NeRFField(cfg.fine, rngs=rngs, dtype=dtype, aabb=aabb) if use_fine else None
+
+
+def _evaluate(field: NeRFField, rays: Rays, t: jax.Array, background) -> dict:
+    tmid = 0.5 * (t[..., 1:] + t[..., :-1])  # [B, S]
+    points = rays.origins[..., None, :] + tmid[..., None] * rays.directions[..., None, :]
+    sigma, rgb = field(points, rays.viewdirs[..., None, :])
+    out = integrator.volume_render(sigma, rgb, t, background)
+    out["t"] = t
+    return out
+
+
+def ray_bounds(cfg: ModelConfig, rays: Rays, near: float, far: float, aabb) -> tuple[jax.Array, jax.Array]:
+    """Per-ray [t_near, t_far]: the scene's near/far, clipped to the box when the config says so."""
+    batch = rays.origins.shape[:-1]
+    if cfg.clip_to_aabb or cfg.sampler == "occupancy":
+        t_near, t_far, _ = sampling.intersect_aabb(rays.origins, rays.directions, aabb, near, far)
+        return t_near, t_far
+    return jnp.full(batch, near, jnp.float32), jnp.full(batch, far, jnp.float32)
+
+
+def render_rays(
+    model: NeRFModel,
+    rays: Rays,
+    key: jax.Array,
+    *,
+    near: float,
+    far: float,
+    aabb: jax.Array,
+    background: jax.Array,
+    randomized: bool,
+    occupied: jax.Array | None = None,
+) -> dict:
+    """Render a batch of rays.
+
+    Args:
+      model: the fields; rays: a ``Rays`` batch [B]; key: PRNG key for sample jitter.
+      near, far: ray bounds; aabb: float32 [2, 3] scene box.
+      background: float32 [3] or [B, 3]; randomized: jitter samples (training).
+      occupied: bool [R, R, R] occupancy grid (required by the ``occupancy`` sampler).
+    Returns:
+      dict: ``rgb`` [B, 3], ``depth`` [B], ``opacity`` [B] of the final pass, and ``coarse`` — the same for
+      the coarse pass of the hierarchical sampler (used for its own loss), else None.
+    """
+    cfg = model.cfg
+    t_near, t_far = ray_bounds(cfg, rays, near, far, aabb)
+    if cfg.sampler == "occupancy":
+        dt = occupancy.step_size(aabb_static(aabb), cfg.march_steps)
+        tmid, delta, _ = occupancy.march(key, rays.origins, rays.directions, t_near, t_far, occupied, aabb,
+                                         dt=dt, march_steps=cfg.march_steps, max_samples=cfg.max_samples,
+                                         randomized=randomized)
+        points = rays.origins[..., None, :] + tmid[..., None] * rays.directions[..., None, :]
+        sigma, rgb = model.coarse(points, rays.viewdirs[..., None, :])
+        out = integrator.composite(integrator.weights_from_deltas(sigma, delta), tmid, rgb, background, t_far)
+        return {"rgb": out["rgb"], "depth": out["depth"], "opacity": out["opacity"], "coarse": None}
+    k_coarse, k_fine = jax.random.split(key)
+    t = sampling.stratified(k_coarse, t_near, t_far, rays.origins.shape[:-1], cfg.num_coarse, randomized)
+    coarse = _evaluate(model.coarse, rays, t, background)
+    if model.fine is None:
+        return {**{k: coarse[k] for k in ("rgb", "depth", "opacity")}, "coarse": None}
+    t_new = sampling.sample_pdf(k_fine, coarse["t"], coarse["weights"], cfg.num_fine, randomized)
+    fine = _evaluate(model.fine, rays, sampling.merge_samples(coarse["t"], t_new), background)
+    return {**{k: fine[k] for k in ("rgb", "depth", "opacity")}, "coarse": coarse}
+
+
+def render_rays_packed(model: NeRFModel, rays: Rays, key: jax.Array, *, near: float, far: float, aabb: jax.Array,
+                       background: jax.Array, occupied: jax.Array, budget: int, randomized: bool = True) -> dict:
+    """Occupancy-sampler rendering with a fixed budget of ``budget`` field evaluations for the whole batch.
+
+    Same samples as :func:`render_rays` with the occupancy sampler, packed (see ``occupancy.march_packed``).
+    Returns ``rgb`` [B, 3], ``depth`` [B], ``opacity`` [B], ``ray_ok`` bool [B] (the ray's samples all fit
+    in the budget: use only those in a loss) and ``n_samples`` (slots used).
+    """
+    cfg = model.cfg
+    t_near, t_far = ray_bounds(cfg, rays, near, far, aabb)
+    dt = occupancy.step_size(aabb_static(aabb), cfg.march_steps)
+    p = occupancy.march_packed(key, rays.origins, rays.directions, t_near, t_far, occupied, aabb, dt=dt,
+                               march_steps=cfg.march_steps, max_samples=cfg.max_samples, budget=budget,
+                               randomized=randomized)
+    b = rays.origins.shape[0]
+    ray = jnp.minimum(p["ray"], b - 1)  # unused slots read ray b-1's data; their delta is 0
+    points = rays.origins[ray] + p["t"][:, None] * rays.directions[ray]
+    sigma, rgb = model.coarse(points, rays.viewdirs[ray])
+    out = integrator.composite_packed(sigma, rgb, p["t"], p["delta"], p["ray"], b, background, t_far)
+    return {**out, "ray_ok": p["ray_ok"], "n_samples": p["n_samples"]}
+
+
+def aabb_static(aabb):
+    """The box as Python floats (the marching step must be a compile-time constant)."""
+    import numpy as np
+
+    return np.asarray(aabb, np.float64)
+
+
+def grid_density(model: NeRFModel, points: jax.Array) -> jax.Array:
+    """Density of the sampled field at points [N, 3] (for occupancy-grid updates)."""
+    return model.coarse.density_only(points)

@@ -1,0 +1,131 @@
+"""Occupancy grid: skip empty space (the estimator of nerfacc / Instant-NGP, in JAX with static shapes).
+
+A grid of ``R^3`` cells over the scene box holds a running estimate of each cell's density. Rays march in
+fixed steps ``dt`` (``march_steps`` steps across the box diagonal); candidate points in unoccupied cells are
+dropped and the occupied ones are *compacted* into ``K`` slots per ray, so the field runs on ``B x K``
+points whatever the scene. When a ray crosses more than ``K`` occupied candidates (early in training, when
+every cell is occupied), every ``s``-th one is kept, ``s = ceil(count / K)``, and each kept point stands for
+an interval ``s * dt`` long: coverage of the whole ray is kept, resolution adapts as the grid empties.
+
+Conventions: ``grid_density`` float32 [R, R, R] indexed [x, y, z]; ``occupied`` bool [R, R, R];
+per-sample arrays are [B, K] with a ``mask`` of valid slots.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+
+def step_size(aabb, march_steps: int) -> float:
+    """Marching step: the box diagonal divided by ``march_steps``."""
+    lo, hi = aabb
+    return float(math.dist(tuple(map(float, lo)), tuple(map(float, hi)))) / march_steps
+
+
+def cell_index(points: jax.Array, aabb: jax.Array, resolution: int) -> tuple[jax.Array, jax.Array]:
+    """Integer cell ``[..., 3]`` of each point and whether it lies inside the box ``[...]``."""
+    u = (points - aabb[0]) / (aabb[1] - aabb[0])
+    inside = jnp.all((u >= 0.0) & (u < 1.0), axis=-1)
+    idx = jnp.clip(jnp.floor(u * resolution).astype(jnp.int32), 0, resolution - 1)
+    return idx, inside
+
+
+def lookup(occupied: jax.Array, points: jax.Array, aabb: jax.Array) -> jax.Array:
+    """bool [...]: the point is inside the box and its cell is occupied."""
+    idx, inside = cell_index(points, aabb, occupied.shape[0])
+    return inside & occupied[idx[..., 0], idx[..., 1], idx[..., 2]]
+
+
+def march(key, origins, directions, t_near, t_far, occupied, aabb, *, dt: float, march_steps: int,
+          max_samples: int, randomized: bool):
+    """Sample points in occupied cells along each ray.
+
+    Args:
+      key: PRNG key (jitter of the march offset when ``randomized``).
+      origins, directions: float32 [B, 3] (unit directions); t_near, t_far: float32 [B] (clipped to the box).
+      occupied: bool [R, R, R]; aabb: float32 [2, 3].
+      dt: marching step; march_steps: candidates per ray (covers the box diagonal); max_samples: K.
+    Returns:
+      (t_mid float32 [B, K] sample distances, delta float32 [B, K] interval lengths — 0 in empty slots,
+      mask bool [B, K] valid slots). Valid slots are sorted by distance.
+    """
+    b = origins.shape[0]
+    t, keep, slot_in_ray, n_kept, stride = _select(key, origins, directions, t_near, t_far, occupied, aabb, dt,
+                                                  march_steps, max_samples, randomized)
+    slot = jnp.where(keep, slot_in_ray, max_samples)  # K = the drop slot
+    rows = jnp.broadcast_to(jnp.arange(b)[:, None], slot.shape)
+    t_sel = jnp.zeros((b, max_samples + 1), jnp.float32).at[rows, slot].set(t)[:, :max_samples]
+    mask = jnp.arange(max_samples)[None, :] < n_kept[:, None]
+    delta = jnp.where(mask, dt * stride[:, None].astype(jnp.float32), 0.0)
+    t_sel = jnp.where(mask, t_sel, t_far[:, None])
+    return t_sel, delta, mask
+
+
+def cell_centers(resolution: int, aabb: jax.Array, key=None) -> jax.Array:
+    """float32 [R^3, 3] cell centres (jittered uniformly inside each cell when ``key`` is given)."""
+    r = jnp.arange(resolution, dtype=jnp.float32)
+    ijk = jnp.stack(jnp.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+    u = ijk + (0.5 if key is None else jax.random.uniform(key, ijk.shape))
+    return aabb[0] + (aabb[1] - aabb[0]) * u / resolution
+
+
+def update(grid_density: jax.Array, new_density: jax.Array, *, decay: float, dt: float, threshold: float):
+    """EMA update (``max(decay * old, new)``) and the occupancy it implies.
+
+    A cell is occupied when its density would make one marching step more than ``threshold`` opaque
+    (``1 - exp(-sigma dt) > threshold``) or exceeds the grid's mean density, whichever is lower — so a
+    young field that is uniformly dim is not culled away.
+
+    Returns:
+      (grid_density float32 [R, R, R], occupied bool [R, R, R]).
+    """
+    grid_density = jnp.maximum(grid_density * decay, new_density)
+    sigma_thresh = -math.log(1.0 - threshold) / dt
+    occupied = grid_density > jnp.minimum(jnp.mean(grid_density), sigma_thresh)
+    return grid_density, occupied
+
+
+def _select(key, origins, directions, t_near, t_far, occupied, aabb, dt, march_steps, max_samples, randomized):
+    """Shared front of :func:`march` and :func:`march_packed`: candidates, which to keep, their slot."""
+    b = origins.shape[0]
+    offset = jax.random.uniform(key, (b, 1)) if randomized else jnp.full((b, 1), 0.5)
+    t = t_near[:, None] + (jnp.arange(march_steps, dtype=jnp.float32)[None, :] + offset) * dt  # [B, M]
+    valid = t < t_far[:, None]
+    pts = origins[:, None, :] + t[..., None] * directions[:, None, :]
+    occ = valid & lookup(occupied, pts, aabb)
+    count = jnp.sum(occ, axis=-1)  # [B]
+    stride = jnp.maximum(1, -(-count // max_samples))  # ceil(count / K)
+    rank = jnp.cumsum(occ, axis=-1) - 1
+    keep = occ & (rank % stride[:, None] == 0)
+    n_kept = jnp.minimum(-(-count // stride), max_samples)
+    return t, keep, rank // stride[:, None], n_kept, stride
+
+
+def march_packed(key, origins, directions, t_near, t_far, occupied, aabb, *, dt: float, march_steps: int,
+                 max_samples: int, budget: int, randomized: bool):
+    """Like :func:`march`, but the samples of all rays are packed into one array of ``budget`` slots.
+
+    Ray ``r``'s samples occupy ``[offset_r, offset_r + n_r)`` in distance order, so a batch costs ``budget``
+    field evaluations whatever fraction of its rays hit anything (nerfacc's packed layout). Rays that do
+    not fit in the budget are flagged in ``ray_ok``; exclude them from the loss.
+
+    Returns:
+      dict: ``t`` float32 [N] distances, ``delta`` float32 [N] lengths (0 in unused slots), ``ray`` int32 [N]
+      ray index of each slot (``B`` for unused slots), ``ray_ok`` bool [B], ``n_samples`` int32 [] used.
+    """
+    b = origins.shape[0]
+    t, keep, slot_in_ray, n_kept, stride = _select(key, origins, directions, t_near, t_far, occupied, aabb, dt,
+                                                  march_steps, max_samples, randomized)
+    offsets = jnp.cumsum(n_kept) - n_kept  # exclusive
+    slot = jnp.where(keep, offsets[:, None] + slot_in_ray, budget)  # `budget` = the drop slot
+    slot = jnp.where(slot < budget, slot, budget)
+    rows = jnp.broadcast_to(jnp.arange(b, dtype=jnp.int32)[:, None], slot.shape)
+    t_p = jnp.zeros(budget + 1, jnp.float32).at[slot].set(t)[:budget]
+    ray_p = jnp.full(budget + 1, b, jnp.int32).at[slot].set(rows)[:budget]
+    delta_rows = jnp.broadcast_to((dt * stride.astype(jnp.float32))[:, None], t.shape)
+    delta_p = jnp.zeros(budget + 1, jnp.float32).at[slot].set(delta_rows)[:budget]
+    ray_ok = offsets + n_kept <= budget
+    return {"t": t_p, "delta": delta_p, "ray": ray_p, "ray_ok": ray_ok, "n_samples": jnp.minimum(jnp.sum(n_kept), budget)}

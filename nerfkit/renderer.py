@@ -1,0 +1,133 @@
+"""Chunked rendering: any number of rays through one compiled function of fixed shape.
+
+Rays are cut into chunks of ``chunk`` rays (the last one padded), so a 100x100 and an 800x800 image use the
+same compiled program and device memory stays bounded by one chunk's intermediates.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nerfkit import cameras as cam
+from nerfkit.model import render_rays
+from nerfkit.types import Cameras, Rays
+
+RenderFn = Callable[[nnx.State, jax.Array, jax.Array], dict]
+
+
+def make_render_fn(graphdef, *, near: float, far: float, aabb, background) -> RenderFn:
+    """A jitted ``fn(state, origins [C, 3], directions [C, 3]) -> {rgb [C,3], depth [C], opacity [C]}``.
+
+    ``state`` is ``(params, occupied)``: the model parameters and the occupancy grid (bool [R]^3).
+    """
+    aabb = jnp.asarray(aabb, jnp.float32)
+    background = jnp.asarray(background, jnp.float32)
+
+    @jax.jit
+    def fn(state, origins, directions):
+        params, occupied = state
+        model = nnx.merge(graphdef, params)
+        rays = Rays(origins=origins, directions=directions, viewdirs=directions)
+        out = render_rays(model, rays, jax.random.key(0), near=near, far=far, aabb=aabb, background=background,
+                          randomized=False, occupied=occupied)
+        return {k: out[k] for k in ("rgb", "depth", "opacity")}
+
+    return fn
+
+
+def render_rays_chunked(fn: RenderFn, params, origins: np.ndarray, directions: np.ndarray, chunk: int) -> dict:
+    """Render rays of any batch shape [..., 3] chunk by chunk; returns NumPy arrays of that batch shape."""
+    batch = origins.shape[:-1]
+    o = np.asarray(origins, np.float32).reshape(-1, 3)
+    d = np.asarray(directions, np.float32).reshape(-1, 3)
+    n = o.shape[0]
+    pad = (-n) % chunk
+    if pad:
+        o = np.concatenate([o, np.repeat(o[-1:], pad, 0)])
+        d = np.concatenate([d, np.repeat(d[-1:], pad, 0)])
+    outs = []
+    for i in range(0, o.shape[0], chunk):
+        outs.append(fn(params, o[i : i + chunk], d[i : i + chunk]))  # dispatched asynchronously
+    outs = jax.device_get(outs)
+    return {k: np.concatenate([x[k] for x in outs])[:n].reshape(*batch, *outs[0][k].shape[1:]) for k in outs[0]}
+
+
+def render_view(fn: RenderFn, params, cams: Cameras, index: int, chunk: int) -> dict:
+    """Render view ``index`` of ``cams``: ``rgb`` [H, W, 3], ``depth`` [H, W], ``opacity`` [H, W]."""
+    rays = cam.image_rays(cams, index, np)
+    return render_rays_chunked(fn, params, rays.origins, rays.directions, chunk)
+
+
+def render_path(run_dir, path: str = "orbit", frames: int = 120, fps: float = 30, width: int | None = None,
+                height: int | None = None, out=None, pngs: bool = False, video: bool = True,
+                chunk: int | None = None) -> dict:
+    """Render a camera path of a fitted run to videos (RGB, depth, opacity) and/or PNG frames.
+
+    Args:
+      run_dir: a ``fit`` run directory.
+      path: ``orbit`` (around the scene at the training cameras' mean radius and elevation), ``test`` (the
+        test-split cameras) or a JSON file of ``frames[].transform_matrix``.
+      frames: frames of the orbit; width/height: output size (default: training size; intrinsics scaled).
+    Returns:
+      dict of written files and timing.
+    """
+    import sys
+    import time
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from nerfkit import camera_paths, runs, visualize
+    from nerfkit.errors import InputError
+    from nerfkit.trainer import BACKGROUNDS
+
+    cfg, graphdef, params, meta, step, grid = runs.load_run(Path(run_dir))
+    params = (params, grid["occupied"])
+    base = meta.cameras["train"]
+    if path == "orbit":
+        c2w = camera_paths.orbit_path(base.c2w, n_frames=frames)
+    elif path == "test":
+        if "test" not in meta.cameras:
+            raise InputError("the run's scene has no test split", field="--path")
+        base = meta.cameras["test"]
+        c2w = base.c2w
+    else:
+        c2w = camera_paths.load_path_json(path)
+    n = len(c2w)
+    intr = base.subset(np.zeros(n, dtype=int))
+    cams = Cameras(c2w=np.asarray(c2w, np.float32), fx=intr.fx, fy=intr.fy, cx=intr.cx, cy=intr.cy,
+                   width=base.width, height=base.height)
+    if width or height:
+        w = width or round(base.width * height / base.height)
+        h = height or round(base.height * width / base.width)
+        sx, sy = w / base.width, h / base.height
+        cams = Cameras(c2w=cams.c2w, fx=cams.fx * sx, fy=cams.fy * sy, cx=cams.cx * sx, cy=cams.cy * sy, width=w, height=h)
+    bg_name = "white" if meta.background == "random" else meta.background
+    fn = make_render_fn(graphdef, near=meta.near, far=meta.far, aabb=meta.aabb, background=BACKGROUNDS[bg_name])
+    chunk = chunk or cfg.train.render_chunk
+    out = Path(run_dir) / "render" if out is None else Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rgb, depth, acc = [], [], []
+    t0 = time.time()
+    for i in tqdm(range(n), desc=f"rendering {cams.width}x{cams.height}", unit="frame", disable=not sys.stderr.isatty()):
+        o = render_view(fn, params, cams, i, chunk)
+        rgb.append(visualize.to_uint8(o["rgb"]))
+        depth.append(visualize.to_uint8(visualize.depth_to_rgb(o["depth"], o["opacity"], meta.near, meta.far)))
+        acc.append(visualize.to_uint8(np.repeat(o["opacity"][..., None], 3, axis=-1)))
+        if pngs:
+            (out / "frames").mkdir(exist_ok=True)
+            visualize.write_png(out / "frames" / f"{i:04d}.png", rgb[-1])
+    seconds = time.time() - t0
+    written = []
+    name = path if path in ("orbit", "test") else Path(path).stem
+    if video:
+        for kind, frames_ in (("rgb", rgb), ("depth", depth), ("opacity", acc)):
+            f = out / f"{name}_{kind}.mp4"
+            visualize.write_video(f, frames_, fps=fps)
+            written.append(str(f))
+    return {"files": written, "frames": n, "size": [cams.width, cams.height], "seconds": seconds, "step": step}

@@ -1,0 +1,109 @@
+"""Run directories: what ``fit`` leaves behind and how ``render`` / ``evaluate`` load it.
+
+A run directory holds ``config.json`` (the resolved config), ``scene.json`` (cameras of every split, bounds
+and background, so rendering needs no images), ``checkpoints/``, ``metrics.jsonl``, ``summary.json`` and
+validation images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from nerfkit.config import DataConfig, FitConfig, load_config
+from nerfkit.errors import InputError
+from nerfkit.types import Cameras, Scene
+
+
+def load_scene(data: DataConfig, splits=("train", "val", "test")) -> Scene:
+    """The scene a data config names: a dataset directory, or the built-in demo scene when ``data`` is None."""
+    from nerfkit.data import load_scene as load_path
+    from nerfkit.data.demo import make_demo_scene
+
+    if data.downscale < 1:
+        raise InputError("must be a positive integer", field="--data.downscale")
+    if data.data is None:
+        scene = make_demo_scene()
+        return downscale_scene(scene, data.downscale) if data.downscale != 1 else scene
+    return load_path(Path(data.data), downscale=data.downscale, splits=splits)
+
+
+def downscale_scene(scene: Scene, factor: int) -> Scene:
+    """Every split shrunk by an integer factor (area filtering on premultiplied RGBA)."""
+    import dataclasses
+
+    from nerfkit.data.images import area_downscale
+
+    splits = {}
+    for name, s in scene.splits.items():
+        if s.cameras.width % factor or s.cameras.height % factor:
+            raise InputError(f"{s.cameras.width}x{s.cameras.height} images are not divisible by {factor}", field="--data.downscale")
+        splits[name] = dataclasses.replace(s, rgba=area_downscale(s.rgba, factor), cameras=s.cameras.scaled(1.0 / factor))
+    return dataclasses.replace(scene, splits=splits)
+
+
+def _cams_to_json(c: Cameras) -> dict:
+    return {
+        "width": c.width, "height": c.height, "c2w": np.asarray(c.c2w).tolist(),
+        "fx": np.asarray(c.fx).tolist(), "fy": np.asarray(c.fy).tolist(),
+        "cx": np.asarray(c.cx).tolist(), "cy": np.asarray(c.cy).tolist(),
+    }
+
+
+def _cams_from_json(d: dict) -> Cameras:
+    f = lambda k: np.asarray(d[k], np.float32)  # noqa: E731
+    return Cameras(c2w=f("c2w"), fx=f("fx"), fy=f("fy"), cx=f("cx"), cy=f("cy"), width=int(d["width"]), height=int(d["height"]))
+
+
+def save_scene_meta(scene: Scene, cfg: FitConfig, path: Path) -> None:
+    meta = {
+        "source": scene.source, "near": scene.near, "far": scene.far, "aabb": np.asarray(scene.aabb).tolist(),
+        "background": cfg.data.background,
+        "cameras": {name: _cams_to_json(s.cameras) for name, s in scene.splits.items()},
+    }
+    path.write_text(json.dumps(meta) + "\n")
+
+
+class SceneMeta:
+    """What ``scene.json`` holds: cameras by split, near/far, aabb, background name."""
+
+    def __init__(self, path: Path):
+        try:
+            d = json.loads(path.read_text())
+            self.source = d["source"]
+            self.near, self.far = float(d["near"]), float(d["far"])
+            self.aabb = np.asarray(d["aabb"], np.float32)
+            self.background = d["background"]
+            self.cameras = {k: _cams_from_json(v) for k, v in d["cameras"].items()}
+        except FileNotFoundError:
+            raise InputError("missing: not a nerfkit run directory", path=path) from None
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise InputError(f"unreadable run metadata ({type(e).__name__}: {e})", path=path) from None
+
+
+def check_resumable(cfg: FitConfig, out: Path) -> None:
+    """Resuming needs the same model architecture as the checkpoint was written with."""
+    saved = load_config(out / "config.json")
+    if saved.model != cfg.model:
+        raise InputError("--resume with a different model config than the checkpoint's", path=out / "config.json", field="model")
+
+
+def load_run(run_dir: Path):
+    """(cfg, graphdef, params, meta, step, grid) of the latest checkpoint of a run directory."""
+    from nerfkit.checkpoint import Checkpointer
+    from nerfkit.trainer import build_model, init_grid, make_optimizer
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError("no such run directory", path=run_dir)
+    cfg = load_config(run_dir / "config.json")
+    meta = SceneMeta(run_dir / "scene.json")
+    graphdef, params = build_model(cfg.model, cfg.train.seed, meta.aabb)
+    target = {"params": params, "opt_state": make_optimizer(cfg.train).init(params), "grid": init_grid(cfg.model)}
+    with Checkpointer(run_dir, create=False) as ck:
+        if ck.latest_step() is None:
+            raise InputError("no checkpoint in checkpoints/: the fit never saved one", path=run_dir)
+        step, restored = ck.restore(target)
+    return cfg, graphdef, restored["params"], meta, step, restored["grid"]

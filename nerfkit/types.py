@@ -1,0 +1,123 @@
+"""Shared data types: cameras, scenes and rays.
+
+Conventions
+-----------
+* Camera-to-world matrices are ``float32 [N, 3, 4]`` in the OpenGL/Blender convention: the camera looks
+  down its local ``-z`` axis, ``+y`` is up and ``+x`` is right.
+* Intrinsics are in pixels; pixel ``(i, j)`` (column, row) has its centre at ``(i + 0.5, j + 0.5)``.
+* Images are stored *premultiplied*: ``rgba[..., :3]`` is colour times alpha, so area filtering is exact
+  and compositing on a background ``bg`` is ``rgb + (1 - alpha) * bg``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.struct
+import jax
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Cameras:
+    """Pinhole cameras sharing one image size.
+
+    Attributes:
+      c2w: float32 [N, 3, 4] camera-to-world (OpenGL convention).
+      fx, fy, cx, cy: float32 [N] intrinsics in pixels.
+      width, height: image size in pixels.
+      distortion: optional float32 [N, 4] OpenCV (k1, k2, p1, p2); None for an ideal pinhole.
+    """
+
+    c2w: np.ndarray
+    fx: np.ndarray
+    fy: np.ndarray
+    cx: np.ndarray
+    cy: np.ndarray
+    width: int
+    height: int
+    distortion: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.c2w.shape[0])
+
+    def subset(self, idx) -> "Cameras":
+        idx = np.asarray(idx)
+        return dataclasses.replace(
+            self,
+            c2w=self.c2w[idx],
+            fx=self.fx[idx],
+            fy=self.fy[idx],
+            cx=self.cx[idx],
+            cy=self.cy[idx],
+            distortion=None if self.distortion is None else self.distortion[idx],
+        )
+
+    def scaled(self, factor: float) -> "Cameras":
+        """The same cameras for an image resized by ``factor`` (0.25 = a quarter of the size)."""
+        w = int(round(self.width * factor))
+        h = int(round(self.height * factor))
+        sx, sy = w / self.width, h / self.height
+        return dataclasses.replace(
+            self, fx=self.fx * sx, fy=self.fy * sy, cx=self.cx * sx, cy=self.cy * sy, width=w, height=h
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitData:
+    """One split of a scene.
+
+    Attributes:
+      cameras: the split's cameras.
+      rgba: float32 [N, H, W, 4] premultiplied RGBA in [0, 1] (alpha = 1 where the source has none).
+      names: the image file of each view (for messages and output names).
+    """
+
+    cameras: Cameras
+    rgba: np.ndarray
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.rgba.shape[0])
+
+    def composite(self, background: np.ndarray) -> np.ndarray:
+        """float32 [N, H, W, 3] colour on ``background`` (float32 [3])."""
+        rgb, alpha = self.rgba[..., :3], self.rgba[..., 3:]
+        return rgb + (1.0 - alpha) * np.asarray(background, np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    """What every loader returns.
+
+    Attributes:
+      splits: 'train', 'val', 'test' (a split may be absent).
+      near, far: ray bounds in world units.
+      aabb: float32 [2, 3] axis-aligned box containing the scene (min, max).
+      source: where the scene came from (a path or 'demo').
+    """
+
+    splits: dict[str, SplitData]
+    near: float
+    far: float
+    aabb: np.ndarray
+    source: str
+
+
+@flax.struct.dataclass
+class Rays:
+    """A batch of rays (a pytree, usable inside ``jit``).
+
+    Attributes:
+      origins: float32 [..., 3].
+      directions: float32 [..., 3]; sample positions are ``origins + t * directions``. For perspective
+        cameras this is the unit vector, so ``t`` (and rendered depth) is Euclidean distance.
+      viewdirs: float32 [..., 3] unit direction fed to the view-dependent colour branch.
+    """
+
+    origins: jax.Array
+    directions: jax.Array
+    viewdirs: jax.Array
+
+    def reshape(self, *shape) -> "Rays":
+        return jax.tree_util.tree_map(lambda x: x.reshape(*shape, x.shape[-1]), self)

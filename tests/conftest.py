@@ -1,0 +1,95 @@
+"""Shared fixtures: a tiny Blender-layout dataset, tiny model configs, and a JAX compilation cache.
+
+Everything here is sized for a 2-core CPU: 16x16 images, 2-layer 32-wide MLPs, 8 + 8 samples per ray.
+
+The fit and CLI tests compile the same small train step several times (in-process fits, resumed fits and
+``nerfkit`` subprocesses). A persistent JAX compilation cache in a per-session temporary directory (exported
+through ``JAX_COMPILATION_CACHE_DIR`` so subprocesses share it) turns every compile after the first into a
+cache hit. It only changes how long compiling takes, never what is computed. Set
+``JAX_COMPILATION_CACHE_DIR`` yourself to keep a cache between sessions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+_OWN_CACHE: str | None = None
+
+
+def pytest_configure(config):
+    global _OWN_CACHE
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        _OWN_CACHE = tempfile.mkdtemp(prefix="nerfkit-test-jax-cache-")
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------- data
+@pytest.fixture(scope="session")
+def tiny_blender_dir(tmp_path_factory) -> Path:
+    """The procedural demo scene at 16x16 (8 train, 2 val, 2 test views) in the Blender layout. Read-only:
+    tests that break files copy it first."""
+    from nerfkit.data.demo import make_demo_scene, write_blender
+
+    root = tmp_path_factory.mktemp("tiny_blender") / "scene"
+    write_blender(make_demo_scene(width=16, height=16, n_train=8, n_val=2, n_test=2), root)
+    return root
+
+
+# ----------------------------------------------------------------------------------------------- models
+def tiny_field():
+    from nerfkit.config import FieldConfig
+
+    return FieldConfig(depth=2, width=32, skips=(), view_width=16)
+
+
+def tiny_model():
+    from nerfkit.config import ModelConfig
+
+    return ModelConfig(coarse=tiny_field(), fine=tiny_field(), num_coarse=8, num_fine=8, sampler="hierarchical")
+
+
+def tiny_fit_config(out: Path, data: Path, *, resume: bool = False, **train):
+    """A FitConfig for seconds-long fits: tiny model, 64 rays per step, no validation renders."""
+    from nerfkit.config import DataConfig, FitConfig, TrainConfig
+
+    base = dict(steps=12, batch_rays=64, log_every=3, val_every=0, val_views=0, checkpoint_every=1000, seed=0)
+    base.update(train)
+    return FitConfig(out=Path(out), resume=resume, data=DataConfig(data=Path(data)), model=tiny_model(),
+                     train=TrainConfig(**base), preset="test")
+
+
+# The same model as command-line flags (tyro spelling), for subprocess tests.
+TINY_MODEL_FLAGS = [
+    "--model.sampler", "hierarchical",
+    "--model.coarse.depth", "2", "--model.coarse.width", "32", "--model.coarse.view-width", "16",
+    "--model.fine.depth", "2", "--model.fine.width", "32", "--model.fine.view-width", "16",
+    "--model.num-coarse", "8", "--model.num-fine", "8",
+]
+
+
+@pytest.fixture
+def fit_config_factory():
+    return tiny_fit_config
+
+
+def replace_train(cfg, **kw):
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **kw))

@@ -1,0 +1,75 @@
+"""Tests for nerfkit.checkpoint: an Orbax round trip of params + optimiser state, and errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nerfkit.checkpoint import Checkpointer
+from nerfkit.config import FieldConfig, ModelConfig, TrainConfig
+from nerfkit.errors import InputError
+from nerfkit.trainer import build_model, make_optimizer
+
+TINY_FIELD = FieldConfig(depth=2, width=32, skips=(), pos_freqs=4, dir_freqs=2, view_width=16)
+TINY_MODEL = ModelConfig(coarse=TINY_FIELD, fine=TINY_FIELD, num_coarse=8, num_fine=8)
+
+
+def _state(seed: int, perturb: float = 0.0) -> dict:
+    _, params = build_model(TINY_MODEL, seed)
+    tx = make_optimizer(TrainConfig(grad_clip=1.0))
+    opt_state = tx.init(params)
+    if perturb:  # make the Adam moments non-zero and the count non-trivial
+        grads = jax.tree.map(lambda p: jnp.full_like(p, perturb), params)
+        _, opt_state = tx.update(grads, opt_state, params)
+    return {"params": params, "opt_state": opt_state}
+
+
+def _assert_same(a, b):
+    la, ta = jax.tree.flatten(a)
+    lb, tb = jax.tree.flatten(b)
+    assert ta == tb
+    assert len(la) == len(lb) and len(la) > 0
+    for x, y in zip(la, lb):
+        assert np.asarray(x).dtype == np.asarray(y).dtype
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_round_trip(tmp_path):
+    saved = _state(seed=0, perturb=0.3)
+    with Checkpointer(tmp_path) as ck:
+        assert ck.latest_step() is None
+        ck.save(7, saved)
+        assert ck.latest_step() == 7
+    # A fresh checkpointer (as in another process), restoring into a target with other values.
+    target = _state(seed=1)
+    with Checkpointer(tmp_path, create=False) as ck:
+        assert ck.latest_step() == 7
+        step, restored = ck.restore(target)
+    assert step == 7
+    _assert_same(restored, saved)
+    # Sanity: the target really differed.
+    assert not np.array_equal(np.asarray(jax.tree.leaves(target["params"])[0]),
+                              np.asarray(jax.tree.leaves(saved["params"])[0]))
+
+
+def test_latest_step_and_keep(tmp_path):
+    states = {s: _state(seed=s) for s in (2, 4, 6)}
+    with Checkpointer(tmp_path, keep=2) as ck:
+        for s, st in states.items():
+            ck.save(s, st)
+        assert ck.latest_step() == 6
+        step, restored = ck.restore(_state(seed=0), step=4)
+    assert step == 4
+    _assert_same(restored, states[4])
+    kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert kept == [4, 6]
+
+
+def test_restore_without_checkpoint_raises(tmp_path):
+    with Checkpointer(tmp_path) as ck:
+        with pytest.raises(InputError, match="no checkpoint"):
+            ck.restore(_state(seed=0))
+    with pytest.raises(InputError, match="checkpoints"):
+        Checkpointer(tmp_path / "elsewhere", create=False)

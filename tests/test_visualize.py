@@ -1,0 +1,90 @@
+"""Tests for nerfkit.visualize."""
+
+import gc
+
+import imageio.v2 as iio
+import numpy as np
+import pytest
+
+from nerfkit import visualize
+
+
+def test_to_uint8():
+    out = visualize.to_uint8(np.array([[[-0.5, 0.0, 0.5], [1.0, 2.0, np.nan]]]))
+    assert out.dtype == np.uint8 and out.shape == (1, 2, 3)
+    np.testing.assert_array_equal(out, [[[0, 0, 128], [255, 255, 0]]])
+
+
+# These warnings come from imageio-ffmpeg's *reader* (used only by this test), not from write_video.
+@pytest.mark.filterwarnings(
+    "ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning", "ignore:os.fork:RuntimeWarning"
+)
+def test_video_roundtrip_pads_odd_size(tmp_path):
+    h, w = 33, 31
+    colours = np.array([[200, 40, 10], [20, 180, 230]], np.uint8)
+    frames = [np.broadcast_to(colours[i % 2], (h, w, 3)).copy() for i in range(20)]
+    path = tmp_path / "sub" / "v.mp4"
+    assert visualize.write_video(path, frames, fps=10) == (34, 32)
+    assert [p.name for p in path.parent.iterdir()] == ["v.mp4"]  # no temporary left behind
+    reader = iio.get_reader(path, format="FFMPEG")
+    try:
+        assert tuple(reader.get_meta_data()["size"]) == (32, 34)  # (width, height)
+        got = [f for f in reader]
+    finally:
+        reader.close()
+    gc.collect()  # imageio-ffmpeg's reader leaves pipes for the GC; collect them inside this test
+    assert len(got) == 20
+    assert got[0].shape == (34, 32, 3)
+    for i in (0, 1, 19):
+        diff = np.abs(got[i].astype(int) - colours[i % 2].astype(int))
+        assert diff.max() <= 6, diff.max()
+
+
+def test_write_png_and_plot(tmp_path):
+    img = np.linspace(0, 1, 4 * 5 * 3).reshape(4, 5, 3)
+    visualize.write_png(tmp_path / "a.png", img)
+    np.testing.assert_array_equal(iio.imread(tmp_path / "a.png"), visualize.to_uint8(img))
+    visualize.plot_curves(tmp_path / "c.png", [1, 2, 3], {"loss": [1.0, 0.5, np.inf], "psnr": [10, 12, 14]},
+                          "step", "value", "curves")
+    assert iio.imread(tmp_path / "c.png").ndim == 3
+
+
+def test_colormap_range_and_monotonic():
+    ramp = np.tile(np.linspace(0.0, 1.0, 64), (3, 1))
+    ramp[0, 0] = np.nan
+    rgb = visualize.colormap(ramp, 0.0, 1.0, cmap="viridis")
+    assert rgb.shape == (3, 64, 3) and rgb.dtype == np.float32
+    assert rgb.min() >= 0.0 and rgb.max() <= 1.0
+    np.testing.assert_array_equal(rgb[0, 0], 0.0)  # NaN -> black
+    lum = rgb[1] @ np.array([0.2126, 0.7152, 0.0722])
+    assert np.all(np.diff(lum) >= -1e-6) and lum[-1] > lum[0] + 0.5
+    # Default percentile range and constant images don't crash.
+    assert np.isfinite(visualize.colormap(np.full((4, 4), 3.0))).all()
+    assert np.isfinite(visualize.colormap(np.full((4, 4), np.nan))).all()
+
+
+def test_error_map_and_depth():
+    gt = np.random.default_rng(0).uniform(0, 1, (6, 7, 3)).astype(np.float32)
+    pred = gt.copy()
+    pred[0, 0] += 0.5
+    emap = visualize.error_map(pred, gt, cmap="inferno")
+    zero = visualize.colormap(np.zeros((1, 1)), 0.0, 1.0, "inferno")[0, 0]
+    np.testing.assert_allclose(emap[1:, 1:], np.broadcast_to(zero, emap[1:, 1:].shape))
+    assert np.abs(emap[0, 0] - zero).sum() > 0.5
+
+    depth = np.linspace(2.0, 6.0, 6 * 7).reshape(6, 7)
+    opacity = np.ones((6, 7))
+    opacity[0, :] = 0.0
+    rgb = visualize.depth_to_rgb(depth, opacity, near=2.0, far=6.0)
+    assert rgb.shape == (6, 7, 3)
+    np.testing.assert_allclose(rgb[0], 1.0)  # transparent -> white background
+    assert not np.allclose(rgb[3], 1.0)
+
+
+def test_video_errors_leave_nothing(tmp_path):
+    frames = [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 10, 3), np.uint8)]
+    with pytest.raises(ValueError):
+        visualize.write_video(tmp_path / "bad.mp4", frames)
+    with pytest.raises(ValueError):
+        visualize.write_video(tmp_path / "empty.mp4", [])
+    assert list(tmp_path.iterdir()) == []
