@@ -13,19 +13,56 @@ import numpy as np
 from nerfkit.types import Cameras, Rays
 
 
-def pixel_directions_camera(px, py, fx, fy, cx, cy, xnp=np):
+def _distort(x, y, k1, k2, p1, p2):
+    """OpenCV radial-tangential model on normalised coordinates (y pointing down, as OpenCV's)."""
+    r2 = x * x + y * y
+    radial = 1.0 + r2 * (k1 + r2 * k2)
+    return x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x), y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
+
+
+def undistort(xd, yd, k1, k2, p1, p2, iterations: int = 10):
+    """Invert :func:`_distort` by Newton's method (a fixed number of steps, so it traces under ``jit``).
+
+    Args:
+      xd, yd: [...] distorted normalised coordinates; k1, k2, p1, p2: broadcastable coefficients.
+    Returns:
+      (x, y) undistorted normalised coordinates.
+    """
+    x, y = xd, yd
+    for _ in range(iterations):
+        r2 = x * x + y * y
+        radial = 1.0 + r2 * (k1 + r2 * k2)
+        d_radial = 2.0 * k1 + 4.0 * k2 * r2  # d(radial)/d(r2) * 2
+        fx_, fy_ = _distort(x, y, k1, k2, p1, p2)
+        fx_, fy_ = fx_ - xd, fy_ - yd
+        # Jacobian of the distortion.
+        j11 = radial + x * x * d_radial + 2.0 * p1 * y + 6.0 * p2 * x
+        j12 = x * y * d_radial + 2.0 * p1 * x + 2.0 * p2 * y
+        j21 = x * y * d_radial + 2.0 * p2 * y + 2.0 * p1 * x
+        j22 = radial + y * y * d_radial + 6.0 * p1 * y + 2.0 * p2 * x
+        det = j11 * j22 - j12 * j21
+        x = x - (fx_ * j22 - fy_ * j12) / det
+        y = y - (fy_ * j11 - fx_ * j21) / det
+    return x, y
+
+
+def pixel_directions_camera(px, py, fx, fy, cx, cy, xnp=np, distortion=None):
     """Camera-space ray directions (not normalised, z = -1) through pixel coordinates.
 
     Args:
       px, py: [...] pixel coordinates (use ``i + 0.5`` for the centre of column ``i``).
       fx, fy, cx, cy: scalars or arrays broadcastable to ``px``.
+      distortion: optional [..., 4] OpenCV (k1, k2, p1, p2) broadcastable to ``px[..., None]``; the pixel
+        is undistorted before un-projecting.
     Returns:
-      [..., 3] directions ``((px - cx) / fx, -(py - cy) / fy, -1)``: image rows grow downwards while the
-      camera's +y is up.
+      [..., 3] directions ``((px - cx) / fx, -(py - cy) / fy, -1)`` (after undistortion): image rows grow
+      downwards while the camera's +y is up.
     """
     x = (px - cx) / fx
-    y = -(py - cy) / fy
-    return xnp.stack([x, y, -xnp.ones_like(x)], axis=-1)
+    y = (py - cy) / fy
+    if distortion is not None:
+        x, y = undistort(x, y, distortion[..., 0], distortion[..., 1], distortion[..., 2], distortion[..., 3])
+    return xnp.stack([x, -y, -xnp.ones_like(x)], axis=-1)
 
 
 def camera_rays(c2w, dirs_cam, xnp=np):
@@ -54,7 +91,8 @@ def pixel_grid(width: int, height: int, xnp=np):
 def image_rays(cams: Cameras, index: int, xnp=np) -> Rays:
     """All rays of view ``index`` as a ``Rays`` of shape [H, W]."""
     px, py = pixel_grid(cams.width, cams.height, xnp)
-    dirs = pixel_directions_camera(px, py, cams.fx[index], cams.fy[index], cams.cx[index], cams.cy[index], xnp)
+    dist = None if cams.distortion is None else xnp.asarray(cams.distortion[index], dtype=xnp.float32)
+    dirs = pixel_directions_camera(px, py, cams.fx[index], cams.fy[index], cams.cx[index], cams.cy[index], xnp, dist)
     o, d = camera_rays(xnp.asarray(cams.c2w[index], dtype=xnp.float32), dirs, xnp)
     return Rays(origins=o, directions=d, viewdirs=d)
 
@@ -64,7 +102,7 @@ def all_rays(cams: Cameras) -> tuple[np.ndarray, np.ndarray]:
     px, py = pixel_grid(cams.width, cams.height, np)
     dirs = pixel_directions_camera(
         px[None], py[None], cams.fx[:, None, None], cams.fy[:, None, None], cams.cx[:, None, None],
-        cams.cy[:, None, None], np,
+        cams.cy[:, None, None], np, None if cams.distortion is None else cams.distortion[:, None, None, :],
     )
     rot = cams.c2w[:, :3, :3].astype(np.float32)
     d = np.einsum("nhwk,njk->nhwj", dirs.astype(np.float32), rot)  # one matmul per view

@@ -46,7 +46,8 @@ def hash_grid_resolutions(levels: int, min_res: int, max_res: int) -> list[int]:
     if levels == 1:
         return [min_res]
     b = math.exp((math.log(max_res) - math.log(min_res)) / (levels - 1))
-    return [int(math.floor(min_res * b**level)) for level in range(levels)]
+    # The epsilon keeps floor() from losing a whole cell to rounding (2 * 20^(3/3) = 39.99999...).
+    return [int(math.floor(min_res * b**level + 1e-6)) for level in range(levels)]
 
 
 def hash_grid_indices(x: jnp.ndarray, resolutions: list[int], table_size: int):

@@ -34,7 +34,7 @@ def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, o
     bg = np.asarray(BACKGROUNDS[bg_name], np.float32)
     out = Path(run_dir) / f"eval_{split}" if out is None else Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    fn = renderer.make_render_fn(graphdef, near=meta.near, far=meta.far, aabb=meta.aabb, background=bg)
+    fn = renderer.make_render_fn(graphdef, cfg.model, near=meta.near, far=meta.far, aabb=meta.aabb, background=bg)
     chunk = chunk or cfg.train.render_chunk
 
     rows, t0 = [], time.time()

@@ -87,7 +87,7 @@ class NeRFField(nnx.Module):
 
 def field_flops(cfg: FieldConfig) -> int:
     """Multiply-adds x 2 of one forward evaluation (matmuls only), for utilisation figures."""
-    in_dim = encoding_dim(3, cfg.pos_freqs)
+    in_dim = cfg.hash_levels * cfg.hash_features if cfg.encoding == "hash" else encoding_dim(3, cfg.pos_freqs)
     flops, d = 0, in_dim
     for i in range(cfg.depth):
         flops += 2 * d * cfg.width

@@ -29,7 +29,7 @@ def weights_from_deltas(sigma: jnp.ndarray, delta: jnp.ndarray) -> jnp.ndarray:
       w: float32 [..., S], ``w_i = exp(-sum_{j<i} sigma_j delta_j) * (1 - exp(-sigma_i delta_i))``.
     """
     optical = sigma * delta
-    alpha = 1.0 - jnp.exp(-optical)
+    alpha = -jnp.expm1(-optical)  # 1 - exp(-x), exact for thin intervals
     # Exclusive cumulative sum: optical depth in front of each interval.
     before = jnp.concatenate([jnp.zeros_like(optical[..., :1]), jnp.cumsum(optical[..., :-1], axis=-1)], axis=-1)
     return alpha * jnp.exp(-before)
@@ -124,7 +124,7 @@ def composite_packed(sigma, rgb, t, delta, ray, num_rays: int, background, far) 
     optical = sigma * delta
     starts = jnp.concatenate([jnp.ones((1,), bool), ray[1:] != ray[:-1]])
     before = _segmented_cumsum(optical, starts) - optical
-    w = (1.0 - jnp.exp(-optical)) * jnp.exp(-before)
+    w = -jnp.expm1(-optical) * jnp.exp(-before)
     seg = lambda v: jax.ops.segment_sum(v, ray, num_segments=num_rays + 1)[:num_rays]  # noqa: E731
     acc = seg(w)
     color = seg(w[:, None] * rgb) + (1.0 - acc[:, None]) * background

@@ -14,28 +14,49 @@ import numpy as np
 from flax import nnx
 
 from nerfkit import cameras as cam
-from nerfkit.model import render_rays
+from nerfkit.model import render_rays, render_rays_packed
 from nerfkit.types import Cameras, Rays
 
 RenderFn = Callable[[nnx.State, jax.Array, jax.Array], dict]
 
 
-def make_render_fn(graphdef, *, near: float, far: float, aabb, background) -> RenderFn:
-    """A jitted ``fn(state, origins [C, 3], directions [C, 3]) -> {rgb [C,3], depth [C], opacity [C]}``.
+def make_render_fn(graphdef, model_cfg=None, *, near: float, far: float, aabb, background,
+                   samples_per_ray: int = 16) -> RenderFn:
+    """A render function ``fn(state, origins [C, 3], directions [C, 3]) -> {rgb [C,3], depth [C], opacity [C]}``.
 
-    ``state`` is ``(params, occupied)``: the model parameters and the occupancy grid (bool [R]^3).
+    ``state`` is ``(params, occupied)``: the model parameters and the occupancy grid (bool [R]^3). With the
+    occupancy sampler, a chunk's samples are packed into ``C * samples_per_ray`` slots (empty space and
+    rays that miss cost nothing); the few rays that overflow are re-rendered with ``max_samples`` slots
+    each, so the result is exactly the per-ray rendering.
     """
     aabb = jnp.asarray(aabb, jnp.float32)
     background = jnp.asarray(background, jnp.float32)
+    kw = dict(near=near, far=far, aabb=aabb, background=background)
 
     @jax.jit
-    def fn(state, origins, directions):
+    def per_ray(state, origins, directions):
         params, occupied = state
         model = nnx.merge(graphdef, params)
         rays = Rays(origins=origins, directions=directions, viewdirs=directions)
-        out = render_rays(model, rays, jax.random.key(0), near=near, far=far, aabb=aabb, background=background,
-                          randomized=False, occupied=occupied)
+        out = render_rays(model, rays, jax.random.key(0), randomized=False, occupied=occupied, **kw)
         return {k: out[k] for k in ("rgb", "depth", "opacity")}
+
+    if model_cfg is None or model_cfg.sampler != "occupancy":
+        return per_ray
+
+    @jax.jit
+    def packed(state, origins, directions):
+        params, occupied = state
+        model = nnx.merge(graphdef, params)
+        rays = Rays(origins=origins, directions=directions, viewdirs=directions)
+        out = render_rays_packed(model, rays, jax.random.key(0), occupied=occupied, randomized=False,
+                                 budget=origins.shape[0] * samples_per_ray, **kw)
+        return {k: out[k] for k in ("rgb", "depth", "opacity", "ray_ok")}
+
+    def fn(state, origins, directions):
+        out = packed(state, origins, directions)
+        out["fallback"] = per_ray  # rays with ray_ok False are redone by render_rays_chunked
+        return out
 
     return fn
 
@@ -46,15 +67,30 @@ def render_rays_chunked(fn: RenderFn, params, origins: np.ndarray, directions: n
     o = np.asarray(origins, np.float32).reshape(-1, 3)
     d = np.asarray(directions, np.float32).reshape(-1, 3)
     n = o.shape[0]
-    pad = (-n) % chunk
+    outs = [fn(params, *_pad(o[i : i + chunk], d[i : i + chunk], chunk)) for i in range(0, n, chunk)]
+    fallback = outs[0].pop("fallback", None)
+    for x in outs[1:]:
+        x.pop("fallback", None)
+    outs = jax.device_get(outs)  # every chunk was dispatched before this first wait
+    res = {k: np.concatenate([x[k] for x in outs])[:n] for k in outs[0]}
+    if fallback is not None:
+        redo = np.flatnonzero(~res.pop("ray_ok"))
+        small = max(chunk // 8, 256)
+        for i in range(0, len(redo), small):
+            idx = redo[i : i + small]
+            r = jax.device_get(fallback(params, *_pad(o[idx], d[idx], small)))
+            for k in res:
+                res[k][idx] = r[k][: len(idx)]
+    return {k: v.reshape(*batch, *v.shape[1:]) for k, v in res.items()}
+
+
+def _pad(o: np.ndarray, d: np.ndarray, size: int):
+    """Pad a partial chunk to ``size`` rays (one compiled shape for every chunk)."""
+    pad = size - o.shape[0]
     if pad:
         o = np.concatenate([o, np.repeat(o[-1:], pad, 0)])
         d = np.concatenate([d, np.repeat(d[-1:], pad, 0)])
-    outs = []
-    for i in range(0, o.shape[0], chunk):
-        outs.append(fn(params, o[i : i + chunk], d[i : i + chunk]))  # dispatched asynchronously
-    outs = jax.device_get(outs)
-    return {k: np.concatenate([x[k] for x in outs])[:n].reshape(*batch, *outs[0][k].shape[1:]) for k in outs[0]}
+    return o, d
 
 
 def render_view(fn: RenderFn, params, cams: Cameras, index: int, chunk: int) -> dict:
@@ -108,7 +144,8 @@ def render_path(run_dir, path: str = "orbit", frames: int = 120, fps: float = 30
         sx, sy = w / base.width, h / base.height
         cams = Cameras(c2w=cams.c2w, fx=cams.fx * sx, fy=cams.fy * sy, cx=cams.cx * sx, cy=cams.cy * sy, width=w, height=h)
     bg_name = "white" if meta.background == "random" else meta.background
-    fn = make_render_fn(graphdef, near=meta.near, far=meta.far, aabb=meta.aabb, background=BACKGROUNDS[bg_name])
+    fn = make_render_fn(graphdef, cfg.model, near=meta.near, far=meta.far, aabb=meta.aabb,
+                        background=BACKGROUNDS[bg_name])
     chunk = chunk or cfg.train.render_chunk
     out = Path(run_dir) / "render" if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,9 @@ def stratified(key, near, far, batch_shape: tuple[int, ...], num_samples: int, r
     """Endpoints of ``num_samples`` intervals between ``near`` and ``far`` (stratified sampling, NeRF eq. 2).
 
     Without randomisation the endpoints are evenly spaced. With it, each endpoint is drawn uniformly from
-    its stratum (the half-way points between neighbouring even endpoints), so intervals vary per step
-    while covering ``[near, far]`` without gaps.
+    its stratum (between the half-way points of its even neighbours; the first and last strata are half
+    as wide), so intervals vary from step to step and, over many steps, every point of ``[near, far]`` is
+    sampled.
 
     Args:
       key: PRNG key (unused when ``randomized`` is False).

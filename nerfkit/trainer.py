@@ -229,7 +229,7 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
     kw = dict(near=scene.near, far=scene.far, aabb=scene.aabb)
     train_step = make_train_step(graphdef, tx, batch_rays=tcfg.batch_rays, background=cfg.data.background,
                                  seed=tcfg.seed, sample_budget=tcfg.sample_budget, **kw)
-    render_fn = renderer.make_render_fn(graphdef, background=bg, **kw)
+    render_fn = renderer.make_render_fn(graphdef, cfg.model, background=bg, **kw)
     use_grid = cfg.model.sampler == "occupancy"
     grid_update = make_grid_update(graphdef, cfg.model, scene.aabb) if use_grid else None
     grid_key = jax.random.fold_in(jax.random.key(tcfg.seed), 1_000_003)

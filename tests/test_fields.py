@@ -23,16 +23,18 @@ def _dense(n_in: int, n_out: int) -> int:
     return n_in * n_out + n_out  # kernel + bias
 
 
-@pytest.mark.parametrize("cfg", [TINY, FieldConfig(depth=2, width=32, skips=(), use_viewdirs=False),
-                                 FieldConfig(depth=2, width=32, skips=(), density_activation="softplus",
-                                             density_bias=-1.0, activation="silu")])
+@pytest.mark.parametrize("cfg", [
+    TINY,  # a skip connection and the view-dependent branch
+    FieldConfig(depth=2, width=32, skips=(), pos_freqs=4, use_viewdirs=False, activation="silu",
+                density_activation="softplus", density_bias=-1.0),
+])
 def test_shapes_and_ranges(cfg):
-    field = NeRFField(cfg, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(NeRFField(cfg, rngs=nnx.Rngs(0)), nnx.Param)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.uniform(-1.5, 1.5, (4, 5, 3)), jnp.float32)
     d = rng.normal(size=(4, 1, 3))
     d = jnp.asarray(d / np.linalg.norm(d, axis=-1, keepdims=True), jnp.float32)  # broadcast over samples
-    sigma, rgb = field(x, d)
+    sigma, rgb = jax.jit(lambda p, x, d: nnx.merge(graphdef, p)(x, d))(params, x, d)
     assert sigma.shape == (4, 5) and rgb.shape == (4, 5, 3)
     assert sigma.dtype == jnp.float32 and rgb.dtype == jnp.float32
     assert np.all(np.asarray(sigma) >= 0.0)
@@ -56,14 +58,20 @@ def test_paper_parameter_count():
         + _dense(128, 3)             # colour:     387
     )
     assert expected == 595_844
-    field = NeRFField(FieldConfig(), rngs=nnx.Rngs(0))
+    field = nnx.eval_shape(lambda: NeRFField(FieldConfig(), rngs=nnx.Rngs(0)))  # shapes only, no init
     assert _n_params(field) == 595_844
 
 
 def test_tiny_parameter_count():
-    # TINY: input 3 + 3*2*4 = 15, dirs 3 + 3*2*2 = 15; trunk 15 -> 32 (skip: 32 + 15 = 47) -> 32.
-    expected = _dense(15, 32) + _dense(47, 32) + _dense(32, 1) + _dense(32, 32) + _dense(32 + 15, 16) + _dense(16, 3)
-    assert _n_params(NeRFField(TINY, rngs=nnx.Rngs(0))) == expected
+    # TINY: positions 3 + 3*2*4 = 27, directions 3 + 3*2*2 = 15; trunk 27 -> 32, skip after layer 0
+    # (32 + 27 = 59) -> 32; density 32 -> 1; feature 32 -> 32; view 32 + 15 -> 16; colour 16 -> 3.
+    expected = _dense(27, 32) + _dense(59, 32) + _dense(32, 1) + _dense(32, 32) + _dense(32 + 15, 16) + _dense(16, 3)
+    assert expected == 4724
+    assert _n_params(nnx.eval_shape(lambda: NeRFField(TINY, rngs=nnx.Rngs(0)))) == expected
+    # Without the view branch, colour comes from the trunk: 27 -> 32 -> 32, density 32 -> 1, colour 32 -> 3.
+    plain = FieldConfig(depth=2, width=32, skips=(), pos_freqs=4, use_viewdirs=False)
+    expected = _dense(27, 32) + _dense(32, 32) + _dense(32, 1) + _dense(32, 3)
+    assert _n_params(nnx.eval_shape(lambda: NeRFField(plain, rngs=nnx.Rngs(0)))) == expected
 
 
 def test_gradients_finite_under_jit():

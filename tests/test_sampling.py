@@ -21,6 +21,9 @@ def _stratified(key, near, far, batch_shape, num_samples, randomized):
     return sampling.stratified(key, near, far, batch_shape, num_samples, randomized)
 
 
+_intersect_aabb = jax.jit(sampling.intersect_aabb)  # near/far traced: one compile per batch shape
+
+
 @functools.partial(jax.jit, static_argnames=("num_samples", "randomized"))
 def _sample_pdf(key, t, w, num_samples, randomized):
     return sampling.sample_pdf(key, t, w, num_samples, randomized)
@@ -133,7 +136,7 @@ def test_sample_pdf_randomized_follows_the_pdf():
 def test_sample_pdf_stops_gradients():
     t = jnp.linspace(2.0, 6.0, 9)
     w = jnp.full(8, 0.1)
-    g_t, g_w = jax.grad(lambda t, w: jnp.sum(sampling.sample_pdf(None, t, w, 5, False)), argnums=(0, 1))(t, w)
+    g_t, g_w = jax.jit(jax.grad(lambda t, w: jnp.sum(sampling.sample_pdf(None, t, w, 5, False)), argnums=(0, 1)))(t, w)
     assert np.all(np.asarray(g_t) == 0.0) and np.all(np.asarray(g_w) == 0.0)
 
 
@@ -142,7 +145,7 @@ def test_merge_samples_sorted_with_right_length():
     rng = np.random.default_rng(2)
     t, w = _random_rays(rng, 16, 8)
     t_new = _sample_pdf(jax.random.key(5), jnp.asarray(t), jnp.asarray(w), 12, True)
-    merged = np.asarray(sampling.merge_samples(jnp.asarray(t), t_new))
+    merged = np.asarray(jax.jit(sampling.merge_samples)(jnp.asarray(t), t_new))
     assert merged.shape == (16, 8 + 12 + 1)
     assert np.all(np.diff(merged, axis=-1) >= 0.0)
     # A merge, not a resampling: the multiset of values is kept.
@@ -173,7 +176,7 @@ BOX = jnp.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 def test_intersect_aabb_hits(origin, direction, near, far, expected):
     o = jnp.asarray([origin], jnp.float32)
     d = jnp.asarray([direction], jnp.float32)
-    t_near, t_far, hit = sampling.intersect_aabb(o, d, BOX, near, far)
+    t_near, t_far, hit = _intersect_aabb(o, d, BOX, near, far)
     assert bool(hit[0])
     np.testing.assert_allclose([float(t_near[0]), float(t_far[0])], expected, atol=1e-5)
 
@@ -189,7 +192,7 @@ def test_intersect_aabb_hits(origin, direction, near, far, expected):
 )
 def test_intersect_aabb_misses(origin, direction):
     far = 6.0
-    t_near, t_far, hit = sampling.intersect_aabb(
+    t_near, t_far, hit = _intersect_aabb(
         jnp.asarray([origin], jnp.float32), jnp.asarray([direction], jnp.float32), BOX, 2.0, far
     )
     assert not bool(hit[0])
@@ -199,7 +202,7 @@ def test_intersect_aabb_misses(origin, direction):
 def test_intersect_aabb_batched():
     o = jnp.array([[0.0, -4.0, 0.0], [0.0, -4.0, 2.0]])
     d = jnp.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
-    t_near, t_far, hit = jax.jit(sampling.intersect_aabb)(o, d, BOX, 2.0, 6.0)
+    t_near, t_far, hit = _intersect_aabb(o, d, BOX, 2.0, 6.0)
     np.testing.assert_array_equal(np.asarray(hit), [True, False])
     np.testing.assert_allclose(np.asarray(t_near), [3.0, 6.0], atol=1e-6)
     np.testing.assert_allclose(np.asarray(t_far), [5.0, 6.0], atol=1e-6)

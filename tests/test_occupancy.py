@@ -1,0 +1,136 @@
+"""Occupancy-grid sampling: brute-force references for marching and packing, and packed == per-ray rendering."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nerfkit import integrator, occupancy
+
+AABB = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], np.float32)
+
+
+def _rays(n, seed=0):
+    rng = np.random.default_rng(seed)
+    o = rng.normal(size=(n, 3)).astype(np.float32)
+    o = 3.0 * o / np.linalg.norm(o, axis=-1, keepdims=True)
+    target = rng.uniform(-0.5, 0.5, size=(n, 3)).astype(np.float32)
+    d = target - o
+    return o, (d / np.linalg.norm(d, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _bounds(o, d):
+    from nerfkit.sampling import intersect_aabb
+
+    t0, t1, _ = intersect_aabb(jnp.asarray(o), jnp.asarray(d), jnp.asarray(AABB), 0.0, 10.0)
+    return np.asarray(t0), np.asarray(t1)
+
+
+def _brute_force(o, d, t0, t1, occ, dt, m, k):
+    """Per ray, in plain Python: the candidates in occupied cells, every s-th kept (s = ceil(count / K))."""
+    res = occ.shape[0]
+    out = []
+    for r in range(o.shape[0]):
+        cands = []
+        for i in range(m):
+            t = t0[r] + (i + 0.5) * dt
+            if t >= t1[r]:
+                continue
+            p = o[r] + t * d[r]
+            u = (p - AABB[0]) / (AABB[1] - AABB[0])
+            if np.all((u >= 0) & (u < 1)):
+                c = np.clip(np.floor(u * res).astype(int), 0, res - 1)
+                if occ[c[0], c[1], c[2]]:
+                    cands.append(t)
+        s = max(1, -(-len(cands) // k))
+        out.append((np.array(cands[::s][:k], np.float32), s))
+    return out
+
+
+@pytest.mark.parametrize("k", [4, 64])
+def test_march_matches_brute_force(k):
+    o, d = _rays(24)
+    t0, t1 = _bounds(o, d)
+    rng = np.random.default_rng(1)
+    occ = rng.uniform(size=(8, 8, 8)) < 0.3
+    dt, m = occupancy.step_size(AABB, 64), 64
+    t, delta, mask = occupancy.march(jax.random.key(0), jnp.asarray(o), jnp.asarray(d), jnp.asarray(t0),
+                                     jnp.asarray(t1), jnp.asarray(occ), jnp.asarray(AABB), dt=dt, march_steps=m,
+                                     max_samples=k, randomized=False)
+    ref = _brute_force(o, d, t0, t1, occ, dt, m, k)
+    for r, (ts, s) in enumerate(ref):
+        n = len(ts)
+        assert int(mask[r].sum()) == n
+        np.testing.assert_allclose(np.asarray(t[r, :n]), ts, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(delta[r, :n]), s * dt, rtol=1e-6)
+        assert np.all(np.asarray(delta[r, n:]) == 0)
+    # With K=4 some rays cross more occupied candidates than slots: the stride kicks in.
+    if k == 4:
+        assert any(s > 1 for _, s in ref)
+
+
+def test_packed_layout_holds_the_same_samples():
+    o, d = _rays(16, seed=3)
+    t0, t1 = _bounds(o, d)
+    occ = np.random.default_rng(2).uniform(size=(8, 8, 8)) < 0.4
+    kw = dict(dt=occupancy.step_size(AABB, 64), march_steps=64, max_samples=16, randomized=False)
+    args = (jax.random.key(0), jnp.asarray(o), jnp.asarray(d), jnp.asarray(t0), jnp.asarray(t1), jnp.asarray(occ),
+            jnp.asarray(AABB))
+    t, delta, mask = occupancy.march(*args, **kw)
+    p = occupancy.march_packed(*args, budget=16 * 16, **kw)
+    assert bool(jnp.all(p["ray_ok"]))
+    ray = np.asarray(p["ray"])
+    for r in range(16):
+        np.testing.assert_allclose(np.asarray(p["t"])[ray == r], np.asarray(t[r])[np.asarray(mask[r])])
+    assert int(p["n_samples"]) == int(mask.sum())
+    # A budget too small for everyone: rays that do not fit are flagged, those that do are intact.
+    small = occupancy.march_packed(*args, budget=20, **kw)
+    ok = np.asarray(small["ray_ok"])
+    assert not ok.all()
+    for r in np.flatnonzero(ok):
+        np.testing.assert_allclose(np.asarray(small["t"])[np.asarray(small["ray"]) == r],
+                                   np.asarray(t[r])[np.asarray(mask[r])])
+
+
+def test_packed_compositing_equals_per_ray():
+    rng = np.random.default_rng(4)
+    b, k = 6, 5
+    sigma = rng.uniform(0, 5, size=(b, k)).astype(np.float32)
+    rgb = rng.uniform(size=(b, k, 3)).astype(np.float32)
+    t = np.sort(rng.uniform(2, 6, size=(b, k)), axis=-1).astype(np.float32)
+    delta = rng.uniform(0.01, 0.3, size=(b, k)).astype(np.float32)
+    n = rng.integers(0, k + 1, size=b)  # samples per ray, some rays empty
+    delta[np.arange(k)[None, :] >= n[:, None]] = 0.0
+    bg = np.array([1.0, 0.5, 0.0], np.float32)
+    ref = integrator.composite(integrator.weights_from_deltas(jnp.asarray(sigma), jnp.asarray(delta)), jnp.asarray(t),
+                               jnp.asarray(rgb), bg, 6.0)
+    sel = np.arange(k)[None, :] < n[:, None]
+    budget = 40
+    pad = budget - sel.sum()
+    packed = integrator.composite_packed(
+        jnp.asarray(np.concatenate([sigma[sel], np.zeros(pad, np.float32)])),
+        jnp.asarray(np.concatenate([rgb[sel], np.zeros((pad, 3), np.float32)])),
+        jnp.asarray(np.concatenate([t[sel], np.zeros(pad, np.float32)])),
+        jnp.asarray(np.concatenate([delta[sel], np.zeros(pad, np.float32)])),
+        jnp.asarray(np.concatenate([np.nonzero(sel)[0], np.full(pad, b)]).astype(np.int32)),
+        b, bg, 6.0)
+    for key in ("rgb", "opacity", "depth"):
+        np.testing.assert_allclose(np.asarray(packed[key]), np.asarray(ref[key]), atol=1e-5)
+    assert np.all(np.asarray(packed["opacity"])[n == 0] == 0)
+
+
+def test_grid_update_ema_and_threshold():
+    old = jnp.array([0.0, 10.0, 100.0, 0.0]).reshape(1, 1, 4)
+    new = jnp.array([0.0, 0.0, 0.0, 50.0]).reshape(1, 1, 4)
+    dens, occ = occupancy.update(old, new, decay=0.5, dt=0.01, threshold=0.01)
+    # max(0.5 * old, new) = [0, 5, 50, 50]; the threshold is min(mean = 26.25, -ln(0.99) / 0.01 = 1.005).
+    np.testing.assert_allclose(np.asarray(dens).ravel(), [0.0, 5.0, 50.0, 50.0])
+    assert np.asarray(occ).ravel().tolist() == [False, True, True, True]
+
+
+def test_lookup_outside_box_is_empty():
+    occ = jnp.ones((4, 4, 4), bool)
+    pts = jnp.array([[0.0, 0.0, 0.0], [1.5, 0.0, 0.0], [-1.0, -1.0, -1.0], [0.999, 0.999, 0.999]])
+    assert np.asarray(occupancy.lookup(occ, pts, jnp.asarray(AABB))).tolist() == [True, False, True, True]
