@@ -9,6 +9,9 @@ from nerfkit.config import DataConfig, FieldConfig, FitConfig, ModelConfig, Trai
 _HASH = FieldConfig(encoding="hash", depth=1, width=64, skips=(), view_width=64, dir_freqs=4,
                     density_activation="exp", hash_levels=12, hash_features=2, hash_log2_size=16,
                     hash_min_res=16, hash_max_res=512)
+_HASH_SMALL = FieldConfig(encoding="hash", depth=1, width=64, skips=(), view_width=64, dir_freqs=4,
+                          density_activation="exp", hash_levels=8, hash_features=2, hash_log2_size=16,
+                          hash_min_res=16, hash_max_res=256)
 _SMALL = FieldConfig(depth=4, width=128, skips=(), view_width=64, density_activation="softplus", density_bias=-1.0)
 
 PRESETS: dict[str, tuple[str, FitConfig]] = {
@@ -41,9 +44,10 @@ PRESETS: dict[str, tuple[str, FitConfig]] = {
         FitConfig(
             preset="demo",
             data=DataConfig(data=None),
-            model=ModelConfig(coarse=_HASH, sampler="occupancy", max_samples=48, grid_resolution=64),
-            train=TrainConfig(steps=3000, time_budget=None, batch_rays=2048, sample_budget=32768, lr_init=1e-2,
-                              lr_final=3e-4, adam_eps=1e-15, lr_warmup_steps=20, val_every=1000, val_views=2, checkpoint_every=500, log_every=20),
+            model=ModelConfig(coarse=_HASH_SMALL, sampler="occupancy", max_samples=48, grid_resolution=64),
+            train=TrainConfig(steps=5000, time_budget=170, batch_rays=4096, sample_budget=65536, lr_init=1e-2,
+                              lr_final=1e-3, adam_eps=1e-15, lr_warmup_steps=20, val_every=0, val_views=2,
+                              checkpoint_every=200, log_every=20),
         ),
     ),
 }
