@@ -51,7 +51,7 @@ class NeRFField(nnx.Module):
         act = _ACTIVATIONS[cfg.activation]
         if cfg.encoding == "hash":
             lo, hi = jnp.asarray(self.aabb[0]), jnp.asarray(self.aabb[1])
-            enc = hash_grid_encoding((x - lo) / (hi - lo), self.table.value, self.resolutions).astype(self.dtype)
+            enc = hash_grid_encoding((x - lo) / (hi - lo), self.table[...], self.resolutions).astype(self.dtype)
         else:
             enc = positional_encoding(x, cfg.pos_freqs).astype(self.dtype)
         h = enc

@@ -170,3 +170,27 @@ def test_fit_improves_test_psnr(tmp_path, psnr_scene_dir):
     assert before["views"] == after["views"] == 3
     assert after["psnr"] >= before["psnr"] + 8.0, (before["psnr"], after["psnr"])
     assert after["ssim"] > before["ssim"]
+
+
+def test_occupancy_hash_fit_improves_test_psnr(tmp_path, psnr_scene_dir):
+    # The demo preset's machinery at toy size: hash-grid field, occupancy grid with updates, packed samples
+    # in training, packed rendering with fallback in evaluation. Measured: ~10 dB -> ~21 dB in 150 steps.
+    field = FieldConfig(encoding="hash", depth=1, width=32, skips=(), view_width=32, dir_freqs=2,
+                        density_activation="exp", hash_levels=6, hash_log2_size=14, hash_min_res=4, hash_max_res=64)
+    model = ModelConfig(coarse=field, sampler="occupancy", grid_resolution=16, march_steps=96, max_samples=24,
+                        grid_update_every=8)
+    train = TrainConfig(steps=150, batch_rays=512, sample_budget=4096, lr_init=1e-2, lr_final=1e-3, adam_eps=1e-15,
+                        log_every=50, val_every=0, val_views=0, checkpoint_every=100_000, render_chunk=24 * 24)
+    cfg = FitConfig(out=tmp_path / "trained", data=DataConfig(data=psnr_scene_dir), preset="test", model=model,
+                    train=train)
+    untrained = dataclasses.replace(cfg, out=tmp_path / "untrained",
+                                    train=dataclasses.replace(train, steps=1, lr_init=1e-12, lr_final=1e-12))
+    fit(untrained)
+    before = evaluation.evaluate(tmp_path / "untrained", split="test", save_images=0)
+    summary = fit(cfg)
+    after = evaluation.evaluate(tmp_path / "trained", split="test", save_images=0)
+    assert after["psnr"] >= before["psnr"] + 8.0, (before["psnr"], after["psnr"])
+    # The grid was updated from the field and now skips some space.
+    grid = runs.load_run(tmp_path / "trained")[5]
+    assert 0.0 < float(np.mean(np.asarray(grid["occupied"]))) < 1.0
+    assert summary["rays_per_s"] > 0
