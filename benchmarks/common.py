@@ -45,9 +45,12 @@ def environment() -> dict:
     }
 
 
-def write_result(name: str, figures: dict, out_dir: Path | None = None, extra: dict | None = None) -> Path:
+def write_result(name: str, figures: dict, out_dir: Path | None = None, extra: dict | None = None,
+                 env: dict | None = None) -> Path:
+    """Write ``benchmarks/results/<name>.json``. Pass ``env=environment()`` taken when the run *started*, so the
+    recorded commit is the code that ran."""
     out_dir = out_dir or ROOT / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
-    path.write_text(json.dumps({**environment(), **(extra or {}), "figures": figures}, indent=2) + "\n")
+    path.write_text(json.dumps({**(env or environment()), **(extra or {}), "figures": figures}, indent=2) + "\n")
     return path

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LEGO, ROOT, write_result  # noqa: E402
+from common import LEGO, ROOT, environment, write_result  # noqa: E402
 
 
 def main() -> int:
@@ -34,6 +34,7 @@ def main() -> int:
     if not (args.data / "transforms_train.json").exists():
         print(f"skipped: no lego data at {args.data}")
         return 0
+    env = environment()  # before the run: the commit that ran
     out = args.out or ROOT / "runs" / f"bench-lego-{args.preset}"
     if out.exists():
         import shutil
@@ -55,7 +56,7 @@ def main() -> int:
         "eval_seconds_per_view": metrics["seconds"] / max(metrics["views"], 1),
     }
     path = write_result(f"lego_cpu_{args.preset}", figures,
-                        extra={"fit_command": " ".join(fit_cmd), "eval_command": " ".join(eval_cmd)})
+                        extra={"fit_command": " ".join(fit_cmd), "eval_command": " ".join(eval_cmd)}, env=env)
     print(json.dumps(figures, indent=2))
     print(f"-> {path}")
     return 0

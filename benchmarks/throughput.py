@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import LEGO, write_result  # noqa: E402
+from common import LEGO, environment, write_result  # noqa: E402
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -136,6 +136,7 @@ def main() -> int:
     from nerfkit.config import DataConfig
     from nerfkit.runs import load_scene
 
+    env = environment()
     data = LEGO if (LEGO / "transforms_train.json").exists() else None
     scene = load_scene(DataConfig(data=data, downscale=args.downscale if data else 1), splits=("train", "test"))
     results = {}
@@ -147,7 +148,7 @@ def main() -> int:
               f"utilisation {100 * r['utilisation_vs_matmul']:.0f}% of a matmul, render "
               + ", ".join(f"{k}: {v:.2f}s" for k, v in r["render_seconds"].items()), flush=True)
     name = args.name or f"throughput_{jax.devices()[0].platform}"
-    path = write_result(name, results, extra={"scene": str(data or "demo"), "downscale": args.downscale})
+    path = write_result(name, results, extra={"scene": str(data or "demo"), "downscale": args.downscale}, env=env)
     print(f"-> {path}")
     return 0
 
