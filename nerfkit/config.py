@@ -149,8 +149,8 @@ class FitConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    preset: str = "demo"
-    """Name of the preset this config started from (informational)."""
+    preset: tyro.conf.Suppress[str] = "demo"
+    """Name of the preset this config started from (recorded in config.json; set by the CLI)."""
 
 
 # --------------------------------------------------------------------------------------------------------

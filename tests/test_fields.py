@@ -92,3 +92,23 @@ def test_gradients_finite_under_jit():
     assert leaves and all(np.all(np.isfinite(np.asarray(g))) for g in leaves)
     assert np.all(np.isfinite(np.asarray(g_x)))
     assert any(float(jnp.abs(g).max()) > 0 for g in leaves)
+
+
+def test_bfloat16_matmuls_keep_float32_outputs_close():
+    """compute_dtype=bfloat16: matmuls in bf16 (same float32 parameters), integrator and outputs in float32."""
+    from nerfkit.config import ModelConfig
+    from nerfkit.model import NeRFModel, render_rays
+    from nerfkit.types import Rays
+
+    outs = {}
+    for dtype in ("float32", "bfloat16"):
+        small = FieldConfig(depth=2, width=32, view_width=16)
+        model = NeRFModel(ModelConfig(coarse=small, fine=small, num_coarse=8, num_fine=8, compute_dtype=dtype),
+                          rngs=nnx.Rngs(0))
+        o = jnp.zeros((4, 3)).at[:, 2].set(4.0)
+        d = jnp.array([[0.0, 0.0, -1.0], [0.1, 0.0, -1.0], [0.0, 0.2, -1.0], [0.3, 0.3, -1.0]])
+        d = d / jnp.linalg.norm(d, axis=-1, keepdims=True)
+        outs[dtype] = render_rays(model, Rays(o, d, d), jax.random.key(0), near=2.0, far=6.0,
+                                  aabb=jnp.array([[-1.5] * 3, [1.5] * 3]), background=jnp.ones(3), randomized=False)
+    assert outs["bfloat16"]["rgb"].dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(outs["bfloat16"]["rgb"]), np.asarray(outs["float32"]["rgb"]), atol=5e-2)  # bf16: 8-bit mantissa
