@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from nerfkit import integrator, occupancy, sampling
@@ -113,8 +114,6 @@ def render_rays_packed(model: NeRFModel, rays: Rays, key: jax.Array, *, near: fl
 
 def aabb_static(aabb):
     """The box as Python floats (the marching step must be a compile-time constant)."""
-    import numpy as np
-
     return np.asarray(aabb, np.float64)
 
 

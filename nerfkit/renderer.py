@@ -6,6 +6,7 @@ same compiled program and device memory stays bounded by one chunk's intermediat
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
@@ -53,12 +54,19 @@ def make_render_fn(graphdef, model_cfg=None, *, near: float, far: float, aabb, b
                                  budget=origins.shape[0] * samples_per_ray, **kw)
         return {k: out[k] for k in ("rgb", "depth", "opacity", "ray_ok")}
 
-    def fn(state, origins, directions):
-        out = packed(state, origins, directions)
-        out["fallback"] = per_ray  # rays with ray_ok False are redone by render_rays_chunked
-        return out
+    return PackedRenderFn(packed=packed, per_ray=per_ray)
 
-    return fn
+
+@dataclasses.dataclass(frozen=True)
+class PackedRenderFn:
+    """Occupancy-sampler rendering: ``packed`` for whole chunks (its output flags the rays that overflowed
+    the sample budget in ``ray_ok``) and ``per_ray`` (``max_samples`` slots per ray) to redo those rays."""
+
+    packed: RenderFn
+    per_ray: RenderFn
+
+    def __call__(self, state, origins, directions):
+        return self.packed(state, origins, directions)
 
 
 def render_rays_chunked(fn: RenderFn, params, origins: np.ndarray, directions: np.ndarray, chunk: int) -> dict:
@@ -68,17 +76,14 @@ def render_rays_chunked(fn: RenderFn, params, origins: np.ndarray, directions: n
     d = np.asarray(directions, np.float32).reshape(-1, 3)
     n = o.shape[0]
     outs = [fn(params, *_pad(o[i : i + chunk], d[i : i + chunk], chunk)) for i in range(0, n, chunk)]
-    fallback = outs[0].pop("fallback", None)
-    for x in outs[1:]:
-        x.pop("fallback", None)
     outs = jax.device_get(outs)  # every chunk was dispatched before this first wait
     res = {k: np.concatenate([x[k] for x in outs])[:n] for k in outs[0]}
-    if fallback is not None:
+    if isinstance(fn, PackedRenderFn):  # redo the rays whose samples did not fit in the chunk's budget
         redo = np.flatnonzero(~res.pop("ray_ok"))
         small = max(chunk // 8, 256)
         for i in range(0, len(redo), small):
             idx = redo[i : i + small]
-            r = jax.device_get(fallback(params, *_pad(o[idx], d[idx], small)))
+            r = jax.device_get(fn.per_ray(params, *_pad(o[idx], d[idx], small)))
             for k in res:
                 res[k][idx] = r[k][: len(idx)]
     return {k: v.reshape(*batch, *v.shape[1:]) for k, v in res.items()}

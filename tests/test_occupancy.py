@@ -152,9 +152,10 @@ def test_packed_rendering_with_fallback_equals_per_ray():
     o, d = _rays(100, seed=5)
     fn = renderer.make_render_fn(graphdef, cfg, near=0.1, far=10.0, aabb=AABB, background=(1.0, 1.0, 1.0),
                                  samples_per_ray=2)
+    assert isinstance(fn, renderer.PackedRenderFn)
     first = fn(state, o[:32], d[:32])
     assert not bool(np.all(first["ray_ok"]))  # the budget really overflows: the fallback is exercised
-    per_ray = first["fallback"]  # the per-ray (K slots each) renderer
+    per_ray = fn.per_ray  # the per-ray (K slots each) renderer
     packed = renderer.render_rays_chunked(fn, state, o, d, chunk=32)
     ref = renderer.render_rays_chunked(per_ray, state, o, d, chunk=32)
     for k in ("rgb", "depth", "opacity"):
