@@ -154,9 +154,11 @@ def validate(render_fn, params, scene: Scene, cfg: FitConfig, n_views: int, chun
         return None, []
     bg = np.asarray(BACKGROUNDS[cfg.data.background], np.float32)
     psnrs, pairs = [], []
-    for i in range(min(n_views, len(split))):
+    n = min(n_views, len(split))
+    gts = split.composite(bg)  # once per validation, not once per view
+    for i in range(n):
         pred = renderer.render_view(render_fn, params, split.cameras, i, chunk)["rgb"]
-        gt = split.composite(bg)[i]
+        gt = gts[i]
         psnrs.append(metrics_lib.image_metrics(pred, gt)["psnr"])
         pairs.append((pred, gt))
     return float(np.mean(psnrs)), pairs
