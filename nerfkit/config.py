@@ -21,8 +21,10 @@ from nerfkit.errors import InputError
 class FieldConfig:
     """The coordinate MLP (NeRF section 4 and fig. 7)."""
 
-    encoding: Literal["frequency", "hash"] = "frequency"
-    """Position encoding: NeRF's sinusoidal positional encoding, or a multiresolution hash grid (Instant-NGP)."""
+    encoding: Literal["frequency", "hash", "fourier"] = "frequency"
+    """Position encoding: NeRF's sinusoidal positional encoding (of world coordinates), a multiresolution hash
+    grid (Instant-NGP), or Gaussian random Fourier features (Tancik et al. 2020). hash and fourier first map
+    the scene box to [0, 1]^3."""
     depth: int = 8
     """Layers in the trunk that maps encoded positions to features."""
     width: int = 256
@@ -37,8 +39,9 @@ class FieldConfig:
     """Condition colour on the view direction (the view-dependent branch)."""
     view_width: int = 128
     """Units of the view-dependent colour branch."""
-    activation: Literal["relu", "softplus", "silu", "gelu"] = "relu"
-    """Hidden-layer activation."""
+    activation: Literal["relu", "softplus", "silu", "gelu", "sine"] = "relu"
+    """Hidden-layer activation. sine: SIREN (Sitzmann et al. 2020), sin(siren_w0 * (W h + b)) with SIREN's
+    initialisation (use it with pos_freqs=0 for raw coordinates, as in the paper)."""
     density_activation: Literal["relu", "softplus", "exp"] = "relu"
     """Maps the raw density output to sigma >= 0."""
     density_bias: float = 0.0
@@ -53,6 +56,14 @@ class FieldConfig:
     """Hash grid: coarsest resolution (cells per side of the scene box)."""
     hash_max_res: int = 512
     """Hash grid: finest resolution."""
+    fourier_features: int = 256
+    """Fourier features: m, the number of random frequencies (the encoding has 2 m dims: cos and sin)."""
+    fourier_scale: float = 10.0
+    """Fourier features: sigma, the standard deviation of the frequencies, in cycles per side of the scene box."""
+    fourier_seed: int = 0
+    """Fourier features: seed of the fixed frequency matrix B (not trained; rebuilt from this seed on load)."""
+    siren_w0: float = 30.0
+    """SIREN (activation=sine): the frequency factor w0 of every sine layer (30 in the paper)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,12 +141,21 @@ class TrainConfig:
     """Steps between validation renders (0: only at the end)."""
     val_views: int = 2
     """Validation views rendered each time."""
+    val_split: Literal["val", "test"] = "val"
+    """Split the validation views come from (test when the scene has no val split)."""
+    val_every_seconds: float = 0.0
+    """Also validate every this many seconds of training (0: off; for time-to-quality curves)."""
     checkpoint_every: int = 2000
     """Steps between checkpoints (one is always written at the end)."""
     keep_checkpoints: int = 2
     """Checkpoints kept on disk."""
     render_chunk: int = 4096
     """Rays per compiled rendering call (bounds memory when rendering images)."""
+    devices: int = 0
+    """Devices the ray batch is split across (data parallel; 0: all local devices, or all processes' with
+    --train.distributed). batch_rays must be divisible by it."""
+    distributed: bool = False
+    """Multi-host: call jax.distributed.initialize() first (coordinator from the environment, e.g. SLURM)."""
 
 
 @dataclasses.dataclass(frozen=True)

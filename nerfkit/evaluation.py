@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfkit import metrics, renderer, runs, visualize
+from nerfkit import metrics, parallel, renderer, runs, visualize
 from nerfkit.errors import InputError
 from nerfkit.trainer import BACKGROUNDS
 
@@ -34,8 +34,11 @@ def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, o
     bg = np.asarray(BACKGROUNDS[bg_name], np.float32)
     out = Path(run_dir) / f"eval_{split}" if out is None else Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    fn = renderer.make_render_fn(graphdef, cfg.model, near=meta.near, far=meta.far, aabb=meta.aabb, background=bg)
     chunk = chunk or cfg.train.render_chunk
+    mesh = parallel.render_mesh(chunk)
+    params = parallel.replicate(params, mesh)
+    fn = renderer.make_render_fn(graphdef, cfg.model, near=meta.near, far=meta.far, aabb=meta.aabb, background=bg,
+                                 mesh=mesh)
 
     rows, t0 = [], time.time()
     gts = views.composite(bg)

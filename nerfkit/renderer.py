@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from nerfkit import cameras as cam
+from nerfkit import parallel
 from nerfkit.model import render_rays, render_rays_packed
 from nerfkit.types import Cameras, Rays
 
@@ -22,13 +23,14 @@ RenderFn = Callable[[nnx.State, jax.Array, jax.Array], dict]
 
 
 def make_render_fn(graphdef, model_cfg=None, *, near: float, far: float, aabb, background,
-                   samples_per_ray: int = 16) -> RenderFn:
+                   samples_per_ray: int = 16, mesh=None) -> RenderFn:
     """A render function ``fn(state, origins [C, 3], directions [C, 3]) -> {rgb [C,3], depth [C], opacity [C]}``.
 
     ``state`` is ``(params, occupied)``: the model parameters and the occupancy grid (bool [R]^3). With the
     occupancy sampler, a chunk's samples are packed into ``C * samples_per_ray`` slots (empty space and
     rays that miss cost nothing); the few rays that overflow are re-rendered with ``max_samples`` slots
-    each, so the result is exactly the per-ray rendering.
+    each, so the result is exactly the per-ray rendering. With a ``mesh`` (:mod:`nerfkit.parallel`), each
+    chunk is split across its devices (the chunk size must be divisible by the device count).
     """
     aabb = jnp.asarray(aabb, jnp.float32)
     background = jnp.asarray(background, jnp.float32)
@@ -38,6 +40,7 @@ def make_render_fn(graphdef, model_cfg=None, *, near: float, far: float, aabb, b
     def per_ray(state, origins, directions):
         params, occupied = state
         model = nnx.merge(graphdef, params)
+        origins, directions = parallel.shard_batch(origins, mesh), parallel.shard_batch(directions, mesh)
         rays = Rays(origins=origins, directions=directions, viewdirs=directions)
         out = render_rays(model, rays, jax.random.key(0), randomized=False, occupied=occupied, **kw)
         return {k: out[k] for k in ("rgb", "depth", "opacity")}
@@ -49,6 +52,7 @@ def make_render_fn(graphdef, model_cfg=None, *, near: float, far: float, aabb, b
     def packed(state, origins, directions):
         params, occupied = state
         model = nnx.merge(graphdef, params)
+        origins, directions = parallel.shard_batch(origins, mesh), parallel.shard_batch(directions, mesh)
         rays = Rays(origins=origins, directions=directions, viewdirs=directions)
         out = render_rays_packed(model, rays, jax.random.key(0), occupied=occupied, randomized=False,
                                  budget=origins.shape[0] * samples_per_ray, **kw)
@@ -149,9 +153,11 @@ def render_path(run_dir, path: str = "orbit", frames: int = 120, fps: float = 30
         sx, sy = w / base.width, h / base.height
         cams = Cameras(c2w=cams.c2w, fx=cams.fx * sx, fy=cams.fy * sy, cx=cams.cx * sx, cy=cams.cy * sy, width=w, height=h)
     bg_name = "white" if meta.background == "random" else meta.background
-    fn = make_render_fn(graphdef, cfg.model, near=meta.near, far=meta.far, aabb=meta.aabb,
-                        background=BACKGROUNDS[bg_name])
     chunk = chunk or cfg.train.render_chunk
+    mesh = parallel.render_mesh(chunk)
+    params = parallel.replicate(params, mesh)
+    fn = make_render_fn(graphdef, cfg.model, near=meta.near, far=meta.far, aabb=meta.aabb,
+                        background=BACKGROUNDS[bg_name], mesh=mesh)
     out = Path(run_dir) / "render" if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rgb, depth, acc = [], [], []

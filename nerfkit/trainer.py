@@ -28,7 +28,7 @@ from nerfkit import renderer, runs
 from nerfkit.checkpoint import Checkpointer
 from nerfkit.config import FitConfig, ModelConfig, TrainConfig, save_config
 from nerfkit.errors import InputError
-from nerfkit import occupancy
+from nerfkit import occupancy, parallel
 from nerfkit.model import NeRFModel, grid_density, render_rays, render_rays_packed
 from nerfkit.types import Rays, Scene
 
@@ -64,8 +64,10 @@ def init_grid(cfg: ModelConfig) -> dict:
     return {"density": jnp.zeros((r, r, r), jnp.float32), "occupied": jnp.ones((r, r, r), bool)}
 
 
-def make_grid_update(graphdef, cfg: ModelConfig, aabb, chunk: int = 65536):
-    """Jitted ``update(params, grid, key) -> grid``: re-estimate every cell's density at a jittered point."""
+def make_grid_update(graphdef, cfg: ModelConfig, aabb, chunk: int = 65536, mesh=None):
+    """Jitted ``update(params, grid, key) -> grid``: re-estimate every cell's density at a jittered point.
+
+    With a ``mesh``, each chunk of cells is split across its devices."""
     aabb_j = jnp.asarray(aabb, jnp.float32)
     dt = occupancy.step_size(np.asarray(aabb), cfg.march_steps)
     r = cfg.grid_resolution
@@ -77,7 +79,7 @@ def make_grid_update(graphdef, cfg: ModelConfig, aabb, chunk: int = 65536):
         n = pts.shape[0]
         pad = (-n) % chunk
         pts = jnp.concatenate([pts, jnp.zeros((pad, 3), pts.dtype)]).reshape(-1, chunk, 3)
-        sigma = jax.lax.map(lambda p: grid_density(model, p), pts).reshape(-1)[:n].reshape(r, r, r)
+        sigma = jax.lax.map(lambda p: grid_density(model, parallel.shard_batch(p, mesh)), pts).reshape(-1)[:n].reshape(r, r, r)
         density, occupied = occupancy.update(grid["density"], jax.lax.stop_gradient(sigma), decay=cfg.grid_decay,
                                              dt=dt, threshold=cfg.grid_threshold)
         return {"density": density, "occupied": occupied}
@@ -105,8 +107,12 @@ class TrainData:
 
 
 def make_train_step(graphdef, tx, *, batch_rays: int, near, far, aabb, background: str, seed: int,
-                    sample_budget: int = 0):
-    """The jitted ``step(params, opt_state, step, lr, origins, directions, rgba, occupied) -> (params, opt_state, metrics)``."""
+                    sample_budget: int = 0, mesh=None):
+    """The jitted ``step(params, opt_state, step, lr, origins, directions, rgba, occupied) -> (params, opt_state, metrics)``.
+
+    With a ``mesh`` (see :mod:`nerfkit.parallel`), the batch's rays are split across its devices: pass
+    replicated inputs; the result is the single-device step's up to float rounding.
+    """
     aabb = jnp.asarray(aabb, jnp.float32)
     base_key = jax.random.key(seed)
     fixed_bg = jnp.asarray(BACKGROUNDS[background], jnp.float32)
@@ -129,10 +135,12 @@ def make_train_step(graphdef, tx, *, batch_rays: int, near, far, aabb, backgroun
     def step_fn(params, opt_state, step, lr, origins, directions, rgba, occupied):
         key = jax.random.fold_in(base_key, step)
         k_idx, k_bg, k_render = jax.random.split(key, 3)
-        idx = jax.random.randint(k_idx, (batch_rays,), 0, origins.shape[0])
+        idx = parallel.shard_batch(jax.random.randint(k_idx, (batch_rays,), 0, origins.shape[0]), mesh)
         rays = Rays(origins=origins[idx], directions=directions[idx], viewdirs=directions[idx])
         pix = rgba[idx]
         bg = jax.random.uniform(k_bg, (batch_rays, 3)) if background == "random" else fixed_bg
+        if background == "random":
+            bg = parallel.shard_batch(bg, mesh)
         target = pix[:, :3] + (1.0 - pix[:, 3:]) * bg
         (loss, (mse, n_rays, n_samples)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             params, rays, target, bg, k_render, occupied)
@@ -145,11 +153,12 @@ def make_train_step(graphdef, tx, *, batch_rays: int, near, far, aabb, backgroun
 
 
 def validate(render_fn, params, scene: Scene, cfg: FitConfig, n_views: int, chunk: int):
-    """Render the first ``n_views`` validation views (test views when there is no val split).
+    """Render the first ``n_views`` views of ``cfg.train.val_split`` (the other held-out split if it is missing).
 
     Returns (mean PSNR on 8-bit images, list of (prediction, ground truth) float images).
     """
-    split = scene.splits.get("val") or scene.splits.get("test")
+    other = "test" if cfg.train.val_split == "val" else "val"
+    split = scene.splits.get(cfg.train.val_split) or scene.splits.get(other)
     if split is None or n_views <= 0:
         return None, []
     bg = np.asarray(BACKGROUNDS[cfg.data.background], np.float32)
@@ -209,6 +218,10 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
     if tcfg.batch_rays <= 0 or tcfg.steps <= 0:
         raise InputError("must be positive", field="train.batch_rays/train.steps")
 
+    parallel.initialize(tcfg.distributed)
+    mesh = parallel.make_mesh(tcfg.devices)
+    parallel.check_batch(tcfg.batch_rays, mesh, "--train.batch-rays")
+    parallel.check_batch(tcfg.render_chunk, mesh, "--train.render-chunk")
     scene = runs.load_scene(cfg.data)
     out.mkdir(parents=True, exist_ok=True)
     (out / "val").mkdir(exist_ok=True)
@@ -226,21 +239,22 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
         params, opt_state, grid = restored["params"], restored["opt_state"], restored["grid"]
         print(f"resuming from step {step}", file=sys.stderr)
 
-    data = TrainData.from_scene(scene)
+    params, opt_state, grid = parallel.replicate((params, opt_state, grid), mesh)
+    data = TrainData(*parallel.replicate(dataclasses.astuple(TrainData.from_scene(scene)), mesh))
     bg = BACKGROUNDS[cfg.data.background]
     kw = dict(near=scene.near, far=scene.far, aabb=scene.aabb)
     train_step = make_train_step(graphdef, tx, batch_rays=tcfg.batch_rays, background=cfg.data.background,
-                                 seed=tcfg.seed, sample_budget=tcfg.sample_budget, **kw)
-    render_fn = renderer.make_render_fn(graphdef, cfg.model, background=bg, **kw)
+                                 seed=tcfg.seed, sample_budget=tcfg.sample_budget, mesh=mesh, **kw)
+    render_fn = renderer.make_render_fn(graphdef, cfg.model, background=bg, mesh=mesh, **kw)
     use_grid = cfg.model.sampler == "occupancy"
-    grid_update = make_grid_update(graphdef, cfg.model, scene.aabb) if use_grid else None
+    grid_update = make_grid_update(graphdef, cfg.model, scene.aabb, mesh=mesh) if use_grid else None
     grid_key = jax.random.fold_in(jax.random.key(tcfg.seed), 1_000_003)
 
     n_params = sum(x.size for x in jax.tree.leaves(params))
     print(
         f"fitting {scene.source}: {len(scene.splits['train'])} train views at "
         f"{scene.splits['train'].cameras.width}x{scene.splits['train'].cameras.height}, "
-        f"{n_params / 1e6:.2f}M parameters, {jax.devices()[0].platform} -> {out}",
+        f"{n_params / 1e6:.2f}M parameters, {mesh.size} {mesh.devices.flat[0].platform} device(s) -> {out}",
         file=sys.stderr,
     )
 
@@ -256,12 +270,19 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
     val_psnr = None
     warmed_up = False
     total_rays = 0.0  # rays that contributed to the loss since the first (compiling) step
+    overhead = 0.0  # seconds spent validating and checkpointing (not training)
+    next_val_time = tcfg.val_every_seconds
+
+    def train_seconds(now):
+        """Wall-clock since the command started, minus validation and checkpoint time."""
+        return now - start_time - overhead
 
     def log_line(record):
         metrics_file.write(json.dumps(record) + "\n")
         metrics_file.flush()
 
     def run_validation(at_step):
+        nonlocal overhead
         t0 = time.time()
         psnr, pairs = validate(render_fn, (params, grid["occupied"]), scene, cfg, tcfg.val_views, tcfg.render_chunk)
         if psnr is not None:
@@ -269,13 +290,17 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
 
             row = np.concatenate([np.concatenate([p, g], axis=1) for p, g in pairs[:2]], axis=0)
             visualize.write_png(out / "val" / f"step_{at_step:07d}.png", row)
-            log_line({"step": at_step, "time": time.time() - start_time, "val_psnr": psnr})
+            log_line({"step": at_step, "time": t0 - start_time, "train_time": train_seconds(t0), "val_psnr": psnr,
+                      "val_views": len(pairs)})
             progress.write(f"step {at_step}: validation PSNR {psnr:.2f} dB ({len(pairs)} views)")
+        overhead += time.time() - t0
         return psnr, time.time() - t0
 
     def save(at_step):
+        nonlocal overhead
         t0 = time.time()
         checkpointer.save(at_step, {"params": params, "opt_state": opt_state, "grid": grid})
+        overhead += time.time() - t0
         return time.time() - t0
 
     stop_reason = "steps"
@@ -321,12 +346,17 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
                 if use_grid:
                     info["rays"] = f"{np.mean([float(f['rays']) for f in fetched]):.0f}"
                     info["occ"] = f"{float(jnp.mean(grid['occupied'])):.3f}"
-                log_line({"step": step, "time": now - start_time, "loss": float(fetched[-1]["loss"]),
+                log_line({"step": step, "time": now - start_time, "train_time": train_seconds(now), "loss": float(fetched[-1]["loss"]),
                           "psnr": float(fetched[-1]["psnr"]), "lr": lr, "steps_per_s": rate,
                           "rays": float(fetched[-1]["rays"]), "samples": int(fetched[-1]["samples"])})
                 pending = []
                 last_log_time, last_log_step = now, step
-            if tcfg.val_every and step % tcfg.val_every == 0 and step < tcfg.steps:
+            due = tcfg.val_every and step % tcfg.val_every == 0
+            if tcfg.val_every_seconds and train_seconds(time.time()) >= next_val_time:
+                due = True
+                while next_val_time <= train_seconds(time.time()):
+                    next_val_time += tcfg.val_every_seconds
+            if due and step < tcfg.steps:
                 val_psnr, val_cost = run_validation(step)
                 reserve = max(reserve, 1.0 + 1.2 * val_cost)
             if tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0 and step < tcfg.steps:
