@@ -144,7 +144,8 @@ class TrainConfig:
     val_split: Literal["val", "test"] = "val"
     """Split the validation views come from (test when the scene has no val split)."""
     val_every_seconds: float = 0.0
-    """Also validate every this many seconds of training (0: off; for time-to-quality curves)."""
+    """Also validate every this many seconds of training (0: off). For time-to-quality curves: these renders
+    are logged with train_time (wall-clock minus validation and checkpoints) and not charged to the time budget."""
     checkpoint_every: int = 2000
     """Steps between checkpoints (one is always written at the end)."""
     keep_checkpoints: int = 2

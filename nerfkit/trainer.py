@@ -352,13 +352,15 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
                 pending = []
                 last_log_time, last_log_step = now, step
             due = tcfg.val_every and step % tcfg.val_every == 0
-            if tcfg.val_every_seconds and train_seconds(time.time()) >= next_val_time:
-                due = True
+            timed = bool(tcfg.val_every_seconds) and train_seconds(time.time()) >= next_val_time
+            if timed:
                 while next_val_time <= train_seconds(time.time()):
                     next_val_time += tcfg.val_every_seconds
-            if due and step < tcfg.steps:
+            if (due or timed) and step < tcfg.steps:
                 val_psnr, val_cost = run_validation(step)
                 reserve = max(reserve, 1.0 + 1.2 * val_cost)
+                if timed and not due:  # time-to-quality probes are instrumentation: not charged to the budget
+                    deadline += val_cost
             if tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0 and step < tcfg.steps:
                 save(step)
     except KeyboardInterrupt:

@@ -194,3 +194,20 @@ def test_occupancy_hash_fit_improves_test_psnr(tmp_path, psnr_scene_dir):
     grid = runs.load_run(tmp_path / "trained")[5]
     assert 0.0 < float(np.mean(np.asarray(grid["occupied"]))) < 1.0
     assert summary["rays_per_s"] > 0
+
+
+# ------------------------------------------------------------------------------- time-to-quality probes
+def test_timed_validation_logs_train_time_and_is_not_charged(tmp_path, tiny_blender_dir):
+    cfg = tiny_fit_config(tmp_path / "run", tiny_blender_dir, steps=40, log_every=5, val_views=2,
+                          val_split="test", val_every_seconds=1e-3)
+    fit(cfg)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    probes = [x for x in lines if "val_psnr" in x]
+    # A probe after (almost) every step: the period is shorter than a step.
+    assert len(probes) >= 30
+    assert all(x["val_views"] == 2 for x in probes)
+    t = np.asarray([x["train_time"] for x in probes])
+    wall = np.asarray([x["time"] for x in probes])
+    assert np.all(np.diff(t) > 0)
+    # train_time excludes the probes themselves: it falls ever further behind the wall-clock.
+    assert (wall - t)[-1] > (wall - t)[1] > 0
