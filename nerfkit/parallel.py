@@ -26,7 +26,16 @@ AXIS = "data"
 def initialize(distributed: bool) -> None:
     """Join a multi-process run (once, before any other JAX call touches the devices)."""
     if distributed and not jax.distributed.is_initialized():
-        jax.distributed.initialize()
+        import os
+
+        # JAX reads JAX_COORDINATOR_ADDRESS itself and detects SLURM / Open MPI / TPU pods; the process count
+        # and id of a hand-started run come from these two variables.
+        kw = {}
+        if os.environ.get("JAX_NUM_PROCESSES"):
+            kw["num_processes"] = int(os.environ["JAX_NUM_PROCESSES"])
+        if os.environ.get("JAX_PROCESS_ID"):
+            kw["process_id"] = int(os.environ["JAX_PROCESS_ID"])
+        jax.distributed.initialize(**kw)
 
 
 def make_mesh(num_devices: int = 0) -> Mesh:
