@@ -95,6 +95,13 @@ class ModelConfig:
     """Occupancy grid: a cell is occupied when one marching step through it is more opaque than this."""
     clip_to_aabb: bool = False
     """Sample only where rays cross the scene's bounding box instead of all of [near, far]."""
+    contraction: bool = False
+    """Unbounded scenes (mip-NeRF 360): points farther than contraction_radius from the origin are squeezed
+    into a ball of twice that radius, x -> (2 - 1/|x|) x/|x| in units of the radius, before the field sees them."""
+    contraction_radius: float = 1.0
+    """Radius of the region left as it is by the contraction (the foreground)."""
+    lindisp: bool = False
+    """Hierarchical sampler: space coarse samples evenly in inverse depth (for distant backgrounds)."""
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     """Matmul dtype of the MLPs (accumulation and the integrator stay float32)."""
 

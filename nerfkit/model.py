@@ -9,6 +9,7 @@ from flax import nnx
 
 from nerfkit import integrator, occupancy, sampling
 from nerfkit.config import ModelConfig
+from nerfkit.errors import InputError
 from nerfkit.fields import NeRFField
 from nerfkit.types import Rays
 
@@ -23,14 +24,32 @@ class NeRFModel(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, aabb=((-1.5,) * 3, (1.5,) * 3)):
         self.cfg = cfg
         dtype = jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else jnp.float32
+        if cfg.contraction:  # the field lives in the contracted ball of radius 2
+            if cfg.sampler != "hierarchical":
+                raise InputError("contraction needs the hierarchical sampler", field="--model.sampler")
+            aabb = ((-2.0,) * 3, (2.0,) * 3)
         self.coarse = NeRFField(cfg.coarse, rngs=rngs, dtype=dtype, aabb=aabb)
         use_fine = cfg.sampler == "hierarchical" and cfg.num_fine > 0
         self.fine = NeRFField(cfg.fine, rngs=rngs, dtype=dtype, aabb=aabb) if use_fine else None
 
 
-def _evaluate(field: NeRFField, rays: Rays, t: jax.Array, background) -> dict:
+def contract(x: jax.Array, radius: float = 1.0) -> jax.Array:
+    """mip-NeRF 360's scene contraction (eq. 10) of points [..., 3] in units of ``radius``.
+
+    Identity inside the ball of radius 1 (times ``radius``); outside, ``(2 - 1/|x|) x/|x|``, so all of space
+    lands in the ball of radius 2 and distance is spent in proportion to inverse depth.
+    """
+    x = x / radius
+    n = jnp.linalg.norm(x, axis=-1, keepdims=True)
+    safe = jnp.maximum(n, 1.0)  # the outer branch only runs where |x| > 1: keep its gradient finite elsewhere
+    return jnp.where(n <= 1.0, x, (2.0 - 1.0 / safe) * x / safe)
+
+
+def _evaluate(field: NeRFField, rays: Rays, t: jax.Array, background, cfg: ModelConfig) -> dict:
     tmid = 0.5 * (t[..., 1:] + t[..., :-1])  # [B, S]
     points = rays.origins[..., None, :] + tmid[..., None] * rays.directions[..., None, :]
+    if cfg.contraction:
+        points = contract(points, cfg.contraction_radius)
     sigma, rgb = field(points, rays.viewdirs[..., None, :])
     out = integrator.volume_render(sigma, rgb, t, background)
     out["t"] = t
@@ -81,12 +100,13 @@ def render_rays(
         out = integrator.composite(integrator.weights_from_deltas(sigma, delta), tmid, rgb, background, t_far)
         return {"rgb": out["rgb"], "depth": out["depth"], "opacity": out["opacity"], "coarse": None}
     k_coarse, k_fine = jax.random.split(key)
-    t = sampling.stratified(k_coarse, t_near, t_far, rays.origins.shape[:-1], cfg.num_coarse, randomized)
-    coarse = _evaluate(model.coarse, rays, t, background)
+    t = sampling.stratified(k_coarse, t_near, t_far, rays.origins.shape[:-1], cfg.num_coarse, randomized,
+                            lindisp=cfg.lindisp)
+    coarse = _evaluate(model.coarse, rays, t, background, cfg)
     if model.fine is None:
         return {**{k: coarse[k] for k in ("rgb", "depth", "opacity")}, "coarse": None}
     t_new = sampling.sample_pdf(k_fine, coarse["t"], coarse["weights"], cfg.num_fine, randomized)
-    fine = _evaluate(model.fine, rays, sampling.merge_samples(coarse["t"], t_new), background)
+    fine = _evaluate(model.fine, rays, sampling.merge_samples(coarse["t"], t_new), background, cfg)
     return {**{k: fine[k] for k in ("rgb", "depth", "opacity")}, "coarse": coarse}
 
 

@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 
 
-def stratified(key, near, far, batch_shape: tuple[int, ...], num_samples: int, randomized: bool) -> jnp.ndarray:
+def stratified(key, near, far, batch_shape: tuple[int, ...], num_samples: int, randomized: bool,
+               lindisp: bool = False) -> jnp.ndarray:
     """Endpoints of ``num_samples`` intervals between ``near`` and ``far`` (stratified sampling, NeRF eq. 2).
 
     Without randomisation the endpoints are evenly spaced. With it, each endpoint is drawn uniformly from
@@ -24,6 +25,8 @@ def stratified(key, near, far, batch_shape: tuple[int, ...], num_samples: int, r
       batch_shape: the rays' batch shape.
       num_samples: S.
       randomized: jitter (training) or not (rendering).
+      lindisp: space the strata evenly in inverse depth ``1/t`` instead of in ``t`` (unbounded scenes: as
+        many samples between near and 2 near as between 2 near and infinity).
     Returns:
       t: float32 [*batch_shape, S + 1], sorted.
     """
@@ -36,6 +39,8 @@ def stratified(key, near, far, batch_shape: tuple[int, ...], num_samples: int, r
         u = lower + (upper - lower) * jax.random.uniform(key, u.shape, dtype=jnp.float32)
     near = jnp.asarray(near, jnp.float32)[..., None]
     far = jnp.asarray(far, jnp.float32)[..., None]
+    if lindisp:
+        return 1.0 / (1.0 / near * (1.0 - u) + 1.0 / far * u)
     return near + (far - near) * u
 
 
