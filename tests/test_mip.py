@@ -1,0 +1,57 @@
+"""mip-NeRF's conical-frustum Gaussians and integrated positional encoding against brute force."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from nerfkit import mip
+from nerfkit.encodings import positional_encoding
+
+
+def _sample_frustum(rng, t0, t1, radius, n):
+    """Points uniform (by volume) in the cone segment t in [t0, t1], radius ``radius * t`` (axis = +z)."""
+    # Volume density along t is proportional to t^2: invert the CDF of t^3.
+    u = rng.uniform(size=n)
+    t = (t0 ** 3 + u * (t1 ** 3 - t0 ** 3)) ** (1 / 3)
+    rho = radius * t * np.sqrt(rng.uniform(size=n))
+    phi = rng.uniform(0, 2 * np.pi, n)
+    return np.stack([rho * np.cos(phi), rho * np.sin(phi), t], -1)
+
+
+def test_frustum_gaussian_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    for t0, t1, r in [(2.0, 2.5, 0.01), (1.0, 3.0, 0.05), (0.5, 0.6, 0.2)]:
+        pts = _sample_frustum(rng, t0, t1, r, 400_000)
+        mean_t, var_t, var_r = (float(x) for x in mip.conical_frustum_gaussian(jnp.float32(t0), jnp.float32(t1), r))
+        np.testing.assert_allclose(mean_t, pts[:, 2].mean(), rtol=2e-3)
+        np.testing.assert_allclose(var_t, pts[:, 2].var(), rtol=3e-2)
+        np.testing.assert_allclose(var_r, pts[:, 0].var(), rtol=3e-2)  # per perpendicular axis
+        np.testing.assert_allclose(var_r, pts[:, 1].var(), rtol=3e-2)
+
+
+def test_frustum_to_gaussian_rotates_the_covariance_with_the_direction():
+    o = jnp.zeros((1, 3))
+    for d in ([0.0, 0.0, 1.0], [1.0, 0.0, 0.0]):
+        d = jnp.asarray([d])
+        mean, cov = mip.frustum_to_gaussian(o, d, jnp.asarray([[1.0]]), jnp.asarray([[3.0]]), jnp.asarray([0.05]))
+        mt, vt, vr = mip.conical_frustum_gaussian(1.0, 3.0, 0.05)
+        axis = int(np.argmax(np.asarray(d[0])))
+        np.testing.assert_allclose(mean[0, 0], np.asarray(d[0]) * float(mt), rtol=1e-6)
+        expect = np.full(3, float(vr))
+        expect[axis] = float(vt)
+        np.testing.assert_allclose(cov[0, 0], expect, rtol=1e-5)
+
+
+def test_ipe_is_the_expected_encoding():
+    rng = np.random.default_rng(1)
+    mean = np.asarray([[0.3, -0.7, 1.1]], np.float32)
+    var = np.asarray([[0.001, 0.01, 0.05]], np.float32)
+    x = mean + np.sqrt(var) * rng.normal(size=(500_000, 3)).astype(np.float32)
+    mc = np.asarray(positional_encoding(jnp.asarray(x), 4)).mean(0)
+    ipe = np.asarray(mip.integrated_pos_enc(jnp.asarray(mean), jnp.asarray(var), 4))[0]
+    np.testing.assert_allclose(ipe, mc, atol=5e-3)
+    # High octaves of a wide Gaussian are damped towards 0; zero variance is exactly the PE.
+    assert np.all(np.abs(ipe[-6:]) < np.abs(np.asarray(positional_encoding(jnp.asarray(mean), 4))[0, -6:]) + 1e-6)
+    np.testing.assert_allclose(mip.integrated_pos_enc(jnp.asarray(mean), jnp.zeros_like(jnp.asarray(var)), 4),
+                               positional_encoding(jnp.asarray(mean), 4), atol=1e-6)
