@@ -63,8 +63,10 @@ def checker2d(scale: float, c0, c1) -> Texture:
 
 
 def checker3d(scale: float, c0, c1) -> Texture:
-    """Solid 3-D checkerboard, ``scale`` cells per unit."""
-    return lambda q: _mix(_parity(q[0] * scale, q[1] * scale, q[2] * scale), c0, c1)
+    """Solid 3-D checkerboard, ``scale`` cells per unit, offset by half a cell: a box whose sides are a
+    whole number of cells long has its faces mid-cell, not on a cell boundary where rounding would pick a
+    random colour per ray."""
+    return lambda q: _mix(_parity(q[0] * scale + 0.5, q[1] * scale + 0.5, q[2] * scale + 0.5), c0, c1)
 
 
 def stripes_z(scale: float, c0, c1) -> Texture:
