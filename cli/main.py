@@ -25,6 +25,10 @@ commands:
   render RUN_DIR          render a camera path of a fitted run to mp4 (rgb, depth, opacity)
   evaluate RUN_DIR        PSNR/SSIM on held-out views, with images and a metrics JSON
   data demo OUT_DIR       write the built-in procedural scene in Blender layout
+  data colmap IMAGES_OR_VIDEO OUT_DIR
+                          camera poses with COLMAP (pycolmap) -> OUT_DIR/transforms.json
+  data colmap-import SPARSE_DIR IMAGES_DIR OUT_DIR
+                          an existing COLMAP model -> OUT_DIR/transforms.json
 
 presets:
 {presets}
@@ -84,6 +88,39 @@ class DemoDataArgs:
     """Where to write it."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ColmapDataArgs:
+    """Camera poses for photos or a video with COLMAP (pycolmap: SIFT, matching, incremental mapping), written
+    as OUT_DIR/transforms.json (nerfstudio format) beside OUT_DIR/images/; then `nerfkit fit --data OUT_DIR`."""
+
+    images: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="IMAGES_OR_VIDEO")]]
+    """A folder of photos (.png, .jpg, ...; all the same size), or a video file."""
+    out_dir: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="OUT_DIR")]]
+    """Output directory: transforms.json, images/ and colmap/ (database and sparse model)."""
+    matcher: Optional[Literal["exhaustive", "sequential"]] = None
+    """exhaustive: match every pair (photos); sequential: each image with its neighbours in name order (videos).
+    Default: sequential for a video, else exhaustive."""
+    fps: Optional[float] = None
+    """Frames per second to sample from a video (default: about 100 frames over its length)."""
+    camera_model: Literal["SIMPLE_RADIAL", "RADIAL", "OPENCV", "PINHOLE", "SIMPLE_PINHOLE"] = "SIMPLE_RADIAL"
+    """The COLMAP camera model to calibrate (one camera shared by all images)."""
+    verbose: bool = False
+    """Print COLMAP's own log."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ColmapImportArgs:
+    """Convert an existing COLMAP sparse model (cameras/images/points3D, .bin or .txt) and its images into
+    OUT_DIR/transforms.json (nerfstudio format) beside OUT_DIR/images/."""
+
+    sparse_dir: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="SPARSE_DIR")]]
+    """The model folder (e.g. sparse/0)."""
+    images_dir: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="IMAGES_DIR")]]
+    """The folder the model's image names are relative to."""
+    out_dir: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="OUT_DIR")]]
+    """Output directory."""
+
+
 def _fit(argv: list[str]) -> int:
     from configs import PRESETS, describe
 
@@ -131,13 +168,18 @@ def _evaluate(argv: list[str]) -> int:
     return 0
 
 
-def _data(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: nerfkit data demo OUT_DIR\n\n  demo OUT_DIR   write the built-in procedural scene in Blender layout")
-        return 0
-    sub = argv.pop(0)
-    if sub != "demo":
-        raise InputError(f"unknown data command '{sub}' (available: demo)", field="data")
+DATA_USAGE = """usage: nerfkit data COMMAND ARGS
+
+  demo OUT_DIR                               write the built-in procedural scene in Blender layout
+  colmap IMAGES_OR_VIDEO OUT_DIR [--matcher sequential] [--fps 2]
+                                             camera poses with COLMAP -> OUT_DIR/transforms.json
+  colmap-import SPARSE_DIR IMAGES_DIR OUT_DIR
+                                             an existing COLMAP model -> OUT_DIR/transforms.json
+
+`nerfkit data COMMAND --help` lists every flag."""
+
+
+def _data_demo(argv: list[str]) -> int:
     args = tyro.cli(DemoDataArgs, args=argv, prog="nerfkit data demo")
     from nerfkit.data.demo import make_demo_scene, write_blender
 
@@ -146,6 +188,46 @@ def _data(argv: list[str]) -> int:
     counts = ", ".join(f"{len(s)} {k}" for k, s in scene.splits.items())
     print(f"wrote the demo scene ({counts} views) to {args.out_dir}")
     return 0
+
+
+def _report_colmap(res, out_dir: Path) -> None:
+    print(f"{res.registered} of {res.total} images registered ({res.camera_model} camera); wrote {res.transforms}")
+    if res.missing:
+        shown = ", ".join(res.missing[:5]) + (", ..." if len(res.missing) > 5 else "")
+        print(f"  not registered (left out): {shown}")
+    print(f"  next: nerfkit fit --data {out_dir}")
+
+
+def _data_colmap(argv: list[str]) -> int:
+    args = tyro.cli(ColmapDataArgs, args=argv, prog="nerfkit data colmap")
+    from nerfkit.data.colmap import run_colmap
+
+    res = run_colmap(args.images, args.out_dir, matcher=args.matcher, video_fps=args.fps,
+                     camera_model=args.camera_model, verbose=args.verbose)
+    _report_colmap(res, args.out_dir)
+    return 0
+
+
+def _data_colmap_import(argv: list[str]) -> int:
+    args = tyro.cli(ColmapImportArgs, args=argv, prog="nerfkit data colmap-import")
+    from nerfkit.data.colmap import import_colmap_model
+
+    res = import_colmap_model(args.sparse_dir, args.images_dir, args.out_dir)
+    _report_colmap(res, args.out_dir)
+    return 0
+
+
+DATA_COMMANDS = {"demo": _data_demo, "colmap": _data_colmap, "colmap-import": _data_colmap_import}
+
+
+def _data(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(DATA_USAGE)
+        return 0
+    sub = argv.pop(0)
+    if sub not in DATA_COMMANDS:
+        raise InputError(f"unknown data command '{sub}' (available: {', '.join(DATA_COMMANDS)})", field="data")
+    return DATA_COMMANDS[sub](argv)
 
 
 COMMANDS = {"fit": _fit, "render": _render, "evaluate": _evaluate, "data": _data}

@@ -1,0 +1,521 @@
+"""Loader for single-file ``transforms.json`` captures: nerfstudio (``ns-process-data``) and Instant-NGP.
+
+Layout::
+
+    root/
+      transforms.json        required (not transforms_train.json: that is the Blender layout)
+      images/frame_00001.jpg ...   wherever the frames' file_path point (relative to root)
+      masks/...              optional, per frame mask_path
+
+``transforms.json`` holds::
+
+    {
+      "camera_model": "OPENCV",          # PINHOLE | SIMPLE_PINHOLE | OPENCV (default); others are refused
+      "fl_x", "fl_y", "cx", "cy", "w", "h",        # pixels; fl_y defaults to fl_x, cx/cy to the image centre
+      "k1", "k2", "p1", "p2",            # OpenCV radial-tangential distortion (k3, k4 must be 0 if given)
+      "camera_angle_x", "camera_angle_y",          # radians: used when fl_x / fl_y are absent
+      "aabb_scale": 4,                   # Instant-NGP: the scene box (see below); "scale", "offset" honoured
+      "train_filenames", "val_filenames", "test_filenames",   # nerfstudio splits (lists of file paths)
+      "aabb", "near", "far",             # optional nerfkit extensions, in the file's world units
+      "frames": [
+        {"file_path": "images/frame_00001.jpg",    # relative to root; the extension may be left out
+         "transform_matrix": [[...4x4 camera-to-world, OpenGL convention...]],
+         "mask_path": "masks/frame_00001.png",     # optional
+         ... any key above from camera_model to camera_angle_y, overriding the top-level value}
+      ]
+    }
+
+What :func:`load_nerfstudio` does:
+
+1. Frames are sorted by ``file_path`` (as nerfstudio does). Every frame must have the same image size (a
+   frame that differs is an error naming it: :class:`~nerfkit.types.Cameras` share one size); intrinsics and
+   distortion may differ per frame.
+2. Splits: ``{train,val,test}_filenames`` when any of them is present (a split without a list is absent);
+   otherwise every ``HOLDOUT``-th frame (``i % 8 == 0`` in sorted order) is ``test`` and the rest ``train``.
+3. Scene normalisation (a similarity, computed from *all* frames so every split and every command agree):
+   the centre ``c`` is the point closest to all optical axes
+   (:func:`nerfkit.camera_paths.focus_point`), or the mean camera position when the axes are nearly parallel
+   or meet far from the cameras; the scale ``s`` puts the farthest camera at ``CAMERA_RADIUS`` = 1 from it.
+   A file point ``x`` becomes ``s * (x - c)``; the rotation is unchanged. The matrix is kept in
+   :attr:`NerfstudioScene.file_to_scene`.
+4. The scene box: the file's ``aabb`` if given; else Instant-NGP's box for ``aabb_scale`` (its unit cube is
+   ``[-0.5, 0.5]^3 / scale`` around ``offset``, so ``aabb_scale = 1`` with the default ``scale`` 0.33 is
+   ``[-1.5, 1.5]^3`` in the file's units, the NeRF-synthetic box), mapped through the similarity; else the
+   cube of half-size ``DEFAULT_BOX_HALF`` = 1.5 around the centre (it holds every camera and content out to
+   1.5 times the camera distance). ``near``/``far`` from the file (times ``s``), else automatic: ``near`` is
+   the closest any camera comes to the box (at least ``MIN_NEAR``), ``far`` the farthest box corner from any
+   camera.
+5. Masks (``mask_path``): a grey mask, nonzero = keep (nerfstudio's convention), multiplies the
+   premultiplied RGBA, alpha included. Masked-out pixels then carry no colour, and like any transparent
+   pixel they are composited on the training background: the field is *not* told nothing there, it is told
+   "empty, background shows through" (with ``--background random`` it learns zero opacity along those rays).
+   That is right for object masks (segmenting an object from its surroundings) and wrong for masks of
+   transient things in front of a static scene (people, the photographer's shadow), which it carves out; a
+   true "ignore this pixel" needs a per-pixel loss weight in the trainer, which nerfkit does not have yet.
+6. ``downscale=F``: images are area-filtered by ``F x F`` blocks; a size not divisible by ``F`` is first
+   cropped at the right and bottom (at most ``F - 1`` pixels; the principal point does not move).
+
+Poses are OpenGL camera-to-world (camera looks down -z, +y up) like the Blender layout. Every problem with
+the input is an :class:`~nerfkit.errors.InputError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from nerfkit.camera_paths import focus_point
+from nerfkit.cameras import focal_from_fov
+from nerfkit.errors import InputError
+from nerfkit.types import Cameras, Scene, SplitData
+from nerfkit.data.blender import DEFAULT_SPLITS, _check_splits, _matrix, _number, check_downscale, read_json
+from nerfkit.data.images import area_downscale, read_raw, read_rgba
+
+TRANSFORMS = "transforms.json"
+HOLDOUT = 8                   # without *_filenames lists, frames i % HOLDOUT == 0 are test views
+CAMERA_RADIUS = 1.0           # the farthest camera's distance from the centre after normalisation
+DEFAULT_BOX_HALF = 1.5        # default scene box half-size, in normalised units
+MIN_NEAR = 0.01               # automatic near never below this (normalised units)
+SUPPORTED_MODELS = ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
+_NGP_SCALE, _NGP_OFFSET = 0.33, (0.5, 0.5, 0.5)   # Instant-NGP's defaults for "scale" and "offset"
+_ROTATION_TOL = 1e-2
+_FOCUS_MAX = 2.0              # the focus point is used only within this many camera spreads of the mean camera
+_FRAME_KEYS = ("camera_model", "fl_x", "fl_y", "cx", "cy", "w", "h", "k1", "k2", "k3", "k4", "p1", "p2",
+               "camera_angle_x", "camera_angle_y")
+_SPLIT_KEYS = {"train": "train_filenames", "val": "val_filenames", "test": "test_filenames"}
+
+
+@dataclasses.dataclass(frozen=True)
+class NerfstudioScene(Scene):
+    """A :class:`~nerfkit.types.Scene` that also keeps how the file's world was normalised.
+
+    Attributes:
+      file_to_scene: float64 [4, 4] similarity ``[[s I, -s c], [0, 1]]``: a point ``x`` in the file's world
+        coordinates is ``s * (x - c)`` in the scene's. Camera rotations are unchanged; camera centres and
+        lengths are scaled by ``s``. Map scene results back with its inverse.
+    """
+
+    file_to_scene: np.ndarray | None = None
+
+
+def is_nerfstudio_dir(path: Path | str) -> bool:
+    """True if ``path`` is a directory holding ``transforms.json``."""
+    return Path(path).is_dir() and (Path(path) / TRANSFORMS).is_file()
+
+
+# ------------------------------------------------------------------------------------------------ frames
+@dataclasses.dataclass
+class _Frame:
+    index: int            # position in the JSON's frames list (for messages)
+    image: Path           # resolved image file
+    name: str             # image path relative to root (posix)
+    c2w: np.ndarray       # float64 [3, 4]
+    mask: Path | None     # resolved mask file
+    values: dict          # key -> (value, field name), the frame's value overriding the top level
+
+
+def _resolve(root: Path, file_path: str, json_path: Path, field: str, what: str) -> Path:
+    candidates = [root / file_path]
+    if not Path(file_path).suffix:
+        candidates += [root / (file_path + s) for s in IMAGE_SUFFIXES]
+    for c in candidates:
+        if c.is_file():
+            return c
+    tried = str(candidates[0]) + (" (also tried .png / .jpg / .jpeg)" if len(candidates) > 1 else "")
+    raise InputError(f"{what} not found: {tried}", json_path, field)
+
+
+def _string(fr: dict, key: str, json_path: Path, where: str) -> str:
+    v = fr[key]
+    if not isinstance(v, str) or not v:
+        raise InputError(f"expected a non-empty string, got {json.dumps(v)[:40]}", json_path, f"{where}.{key}")
+    return v
+
+
+def _parse_frames(root: Path, meta: dict, json_path: Path) -> list[_Frame]:
+    if "frames" not in meta:
+        raise InputError("missing key 'frames'", json_path, "frames")
+    frames = meta["frames"]
+    if not isinstance(frames, list):
+        raise InputError(f"expected a list, got {type(frames).__name__}", json_path, "frames")
+    if not frames:
+        raise InputError("no frames", json_path, "frames")
+    top = {k: (meta[k], k) for k in _FRAME_KEYS if k in meta}
+    out = []
+    for i, fr in enumerate(frames):
+        where = f"frames[{i}]"
+        if not isinstance(fr, dict):
+            raise InputError(f"expected an object, got {type(fr).__name__}", json_path, where)
+        for key in ("file_path", "transform_matrix"):
+            if key not in fr:
+                raise InputError(f"missing key '{key}'", json_path, f"{where}.{key}")
+        fp = _string(fr, "file_path", json_path, where)
+        m = fr["transform_matrix"]
+        shape = (3, 4) if isinstance(m, list) and len(m) == 3 else (4, 4)
+        m = _matrix(m, shape, json_path, f"{where}.transform_matrix")
+        r = m[:3, :3]
+        err = np.abs(r.T @ r - np.eye(3)).max()
+        if err > _ROTATION_TOL or np.linalg.det(r) <= 0:
+            why = f"not orthonormal (|R^T R - I| = {err:.3g})" if err > _ROTATION_TOL else "mirrored (det < 0)"
+            raise InputError(f"the rotation part is {why}", json_path, f"{where}.transform_matrix")
+        image = _resolve(root, fp, json_path, f"{where}.file_path", "image")
+        mask = None
+        if fr.get("mask_path") is not None:
+            mask = _resolve(root, _string(fr, "mask_path", json_path, where), json_path, f"{where}.mask_path", "mask")
+        try:
+            name = image.relative_to(root).as_posix()
+        except ValueError:
+            name = str(image)
+        values = dict(top)
+        values.update({k: (fr[k], f"{where}.{k}") for k in _FRAME_KEYS if k in fr})
+        out.append(_Frame(index=i, image=image, name=name, c2w=m[:3, :4], mask=mask, values=values))
+    out.sort(key=lambda f: f.name)
+    return out
+
+
+def _camera_model(frame: _Frame, json_path: Path) -> str:
+    if "camera_model" not in frame.values:
+        return "OPENCV"  # nerfstudio's default
+    v, field = frame.values["camera_model"]
+    if not isinstance(v, str) or v.upper() not in SUPPORTED_MODELS:
+        raise InputError(f"unsupported camera model {json.dumps(v)[:40]} (nerfkit reads "
+                         f"{', '.join(SUPPORTED_MODELS)}; undistort fisheye or other images first)", json_path, field)
+    return v.upper()
+
+
+def _intrinsics(frame: _Frame, width: int, height: int, json_path: Path) -> tuple[float, ...]:
+    """(fx, fy, cx, cy, k1, k2, p1, p2) in full-resolution pixels for one frame."""
+    vals = frame.values
+
+    def get(key, **kw):
+        v, field = vals[key]
+        return _number(v, json_path, field, **kw)
+
+    def fov_focal(key, size):
+        angle = get(key, positive=True)
+        if angle >= math.pi:
+            raise InputError(f"field of view must be below pi radians, got {angle}", json_path, vals[key][1])
+        return focal_from_fov(size, angle)
+
+    model = _camera_model(frame, json_path)
+    if "fl_x" in vals:
+        fx = get("fl_x", positive=True)
+    elif "camera_angle_x" in vals:
+        fx = fov_focal("camera_angle_x", width)
+    else:
+        raise InputError("missing key 'fl_x' (and no 'camera_angle_x')", json_path, f"frames[{frame.index}].fl_x")
+    if "fl_y" in vals:
+        fy = get("fl_y", positive=True)
+    elif "camera_angle_y" in vals:
+        fy = fov_focal("camera_angle_y", height)
+    else:
+        fy = fx
+    cx = get("cx") if "cx" in vals else width / 2.0
+    cy = get("cy") if "cy" in vals else height / 2.0
+    dist = {k: get(k) if k in vals else 0.0 for k in ("k1", "k2", "k3", "k4", "p1", "p2")}
+    for k in ("k3", "k4"):
+        if dist[k] != 0.0:
+            raise InputError(f"{k} = {dist[k]:g} is not supported (nerfkit's OpenCV model has k1, k2, p1, p2 only)",
+                             json_path, vals[k][1])
+    if model != "OPENCV":
+        for k in ("k1", "k2", "p1", "p2"):
+            if dist[k] != 0.0:
+                raise InputError(f"{k} = {dist[k]:g} but camera_model is {model} (use OPENCV for distortion)",
+                                 json_path, vals[k][1])
+    return (fx, fy, cx, cy, dist["k1"], dist["k2"], dist["p1"], dist["p2"])
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header, without decoding the pixels."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 -- not something Pillow reads: decode it fully (raises InputError)
+        img = read_raw(path)
+        return img.shape[1], img.shape[0]
+
+
+def _frame_sizes(frames: list[_Frame], json_path: Path) -> tuple[int, int]:
+    """The one image size every frame shares: w/h from the JSON where given, else the image header."""
+    ref = None
+    for fr in frames:
+        size = []
+        for key in ("w", "h"):
+            if key in fr.values:
+                v, field = fr.values[key]
+                size.append(int(_number(v, json_path, field, positive=True, integer=True)))
+            else:
+                size.append(None)
+        if None in size:
+            iw, ih = _image_size(fr.image)
+            size = [size[0] or iw, size[1] or ih]
+        if ref is None:
+            ref = (size[0], size[1], fr)
+        elif (size[0], size[1]) != ref[:2]:
+            raise InputError(f"frame size {size[0]}x{size[1]} ({fr.name}) differs from {ref[0]}x{ref[1]} "
+                             f"({ref[2].name}): all frames must share one image size", json_path,
+                             f"frames[{fr.index}]")
+    return ref[0], ref[1]
+
+
+# ------------------------------------------------------------------------------------------------ splits
+def _assign_splits(root: Path, meta: dict, frames: list[_Frame], json_path: Path) -> dict[str, list[int]]:
+    """Split name -> indices into the (sorted) frames."""
+    if not any(k in meta for k in _SPLIT_KEYS.values()):
+        if len(frames) == 1:
+            return {"train": [0]}
+        return {"train": [i for i in range(len(frames)) if i % HOLDOUT],
+                "test": [i for i in range(len(frames)) if i % HOLDOUT == 0]}
+    by_path = {os.path.normpath(fr.image): i for i, fr in enumerate(frames)}
+    by_path.update({os.path.normpath(root / fr.name): i for i, fr in enumerate(frames)})
+    out = {}
+    for split, key in _SPLIT_KEYS.items():
+        if key not in meta:
+            continue
+        names = meta[key]
+        if not isinstance(names, list):
+            raise InputError(f"expected a list of file paths, got {type(names).__name__}", json_path, key)
+        idx = []
+        for j, name in enumerate(names):
+            if not isinstance(name, str) or not name:
+                raise InputError(f"expected a file path, got {json.dumps(name)[:40]}", json_path, f"{key}[{j}]")
+            i = by_path.get(os.path.normpath(root / name))
+            if i is None and not Path(name).suffix:
+                i = next((by_path[p] for s in IMAGE_SUFFIXES if (p := os.path.normpath(root / (name + s))) in by_path),
+                         None)
+            if i is None:
+                raise InputError(f"'{name}' is not the file_path of any frame", json_path, f"{key}[{j}]")
+            idx.append(i)
+        if idx:
+            out[split] = sorted(set(idx))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- normalising
+def normalisation(c2w: np.ndarray) -> tuple[np.ndarray, float]:
+    """(centre float64 [3], scale): the similarity ``x -> scale * (x - centre)`` used by :func:`load_nerfstudio`.
+
+    The centre is the point closest to every optical axis when that is well defined and lies within
+    ``_FOCUS_MAX`` camera spreads of the mean camera position (orbits of an object), else the mean camera
+    position (forward-facing or nearly parallel views). The scale puts the farthest camera at
+    ``CAMERA_RADIUS`` from the centre (1 when all cameras sit at the centre).
+
+    Args:
+      c2w: float [N, 3, 4] camera-to-world.
+    """
+    c2w = np.asarray(c2w, np.float64)
+    pos = c2w[:, :3, 3]
+    mean = pos.mean(axis=0)
+    spread = float(np.linalg.norm(pos - mean, axis=1).max())
+    centre = mean
+    if len(c2w) >= 2 and spread > 0:
+        fp = focus_point(c2w)
+        if fp is not None and np.linalg.norm(fp - mean) <= _FOCUS_MAX * spread:
+            centre = fp
+    radius = float(np.linalg.norm(pos - centre, axis=1).max())
+    scale = CAMERA_RADIUS / radius if radius > 1e-12 else 1.0
+    return centre, scale
+
+
+def _ngp_box(meta: dict, json_path: Path) -> np.ndarray:
+    """float64 [2, 3] Instant-NGP's scene box for ``aabb_scale``, in the file's world coordinates.
+
+    Instant-NGP maps a file point ``p`` to ``p * scale + offset`` and then cycles the axes (x, y, z) <- (y, z,
+    x); its scene box is ``[0.5 - a / 2, 0.5 + a / 2]^3`` (``a = aabb_scale``) on every axis, so in the file's
+    coordinates it is ``([0.5 - a / 2, 0.5 + a / 2] - offset) / scale`` per axis.
+    """
+    a = _number(meta["aabb_scale"], json_path, "aabb_scale", positive=True)
+    scale = _number(meta["scale"], json_path, "scale", positive=True) if "scale" in meta else _NGP_SCALE
+    offset = _matrix(meta["offset"], (3,), json_path, "offset") if "offset" in meta else np.asarray(_NGP_OFFSET)
+    lo_ngp, hi_ngp = 0.5 - a / 2.0, 0.5 + a / 2.0
+    return np.stack([(lo_ngp - offset) / scale, (hi_ngp - offset) / scale])
+
+
+def _bounds(meta: dict, json_path: Path, c2w_scene: np.ndarray, centre: np.ndarray, scale: float
+            ) -> tuple[float, float, np.ndarray]:
+    """(near, far, aabb float32 [2, 3]) in scene units."""
+    if "aabb" in meta:
+        box = _matrix(meta["aabb"], (2, 3), json_path, "aabb")
+        if np.any(box[0] >= box[1]):
+            raise InputError(f"aabb min {box[0].tolist()} must be below max {box[1].tolist()}", json_path, "aabb")
+        box = scale * (box - centre)
+    elif "aabb_scale" in meta:
+        box = scale * (_ngp_box(meta, json_path) - centre)
+    else:
+        box = np.array([[-DEFAULT_BOX_HALF] * 3, [DEFAULT_BOX_HALF] * 3])
+    pos = c2w_scene[:, :3, 3]
+    outside = np.maximum(np.maximum(box[0] - pos, pos - box[1]), 0.0)
+    d_in = np.linalg.norm(outside, axis=1)                        # distance to the box (0 inside)
+    corners = np.stack(np.meshgrid(*box.T, indexing="ij"), -1).reshape(-1, 3)
+    d_out = np.linalg.norm(pos[:, None] - corners[None], axis=-1).max(axis=1)
+    near = _number(meta["near"], json_path, "near") * scale if "near" in meta else max(float(d_in.min()), MIN_NEAR)
+    far = _number(meta["far"], json_path, "far") * scale if "far" in meta else float(d_out.max())
+    if near < 0:
+        raise InputError(f"near must be >= 0, got {meta['near']}", json_path, "near")
+    if far <= near:
+        raise InputError(f"far ({far / scale:g}) must be greater than near ({near / scale:g})", json_path, "far")
+    return float(near), float(far), box.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ images
+def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """float32 [H, W] 1 where the mask is nonzero, 0 elsewhere."""
+    raw = np.asarray(read_raw(path))
+    if raw.ndim == 3 and raw.shape[-1] in (3, 4) and np.array_equal(raw[..., 0], raw[..., 1]) \
+            and np.array_equal(raw[..., 0], raw[..., 2]):
+        raw = raw[..., 0]  # grey saved as RGB(A)
+    elif raw.ndim == 3 and raw.shape[-1] in (1, 2):
+        raw = raw[..., 0]
+    if raw.ndim != 2:
+        raise InputError(f"expected a single-channel (grey) mask, got shape {raw.shape}", path)
+    if raw.shape != shape:
+        raise InputError(f"mask size {raw.shape[1]}x{raw.shape[0]} differs from the image's {shape[1]}x{shape[0]}",
+                         path)
+    return (raw > 0).astype(np.float32)
+
+
+def _load_images(frames: list[_Frame], width: int, height: int, downscale: int,
+                 max_workers: int | None) -> np.ndarray:
+    """float32 [N, H', W', 4] premultiplied, masked, cropped to multiples of ``downscale`` and downscaled."""
+    hc, wc = height - height % downscale, width - width % downscale
+    out = np.empty((len(frames), hc // downscale, wc // downscale, 4), np.float32)
+
+    def load(i: int) -> None:
+        fr = frames[i]
+        img = read_rgba(fr.image)
+        if img.shape[:2] != (height, width):
+            raise InputError(f"image size {img.shape[1]}x{img.shape[0]} differs from the expected {width}x{height} "
+                             "(w/h in the JSON, or the first frame's image)", fr.image)
+        if fr.mask is not None:
+            img *= _read_mask(fr.mask, (height, width))[..., None]
+        out[i] = area_downscale(img[:hc, :wc], downscale)
+
+    if len(frames) == 1:
+        load(0)
+        return out
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        futures = [pool.submit(load, i) for i in range(len(frames))]
+        try:
+            for f in futures:  # in frame order, so the reported error is the first bad frame
+                f.result()
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- load
+def load_nerfstudio(path: Path | str, downscale: int = 1, splits: Iterable[str] = DEFAULT_SPLITS,
+                    max_workers: int | None = None) -> NerfstudioScene:
+    """Load a nerfstudio / Instant-NGP capture (a directory holding ``transforms.json``, or that file).
+
+    Args:
+      path: the directory, or its ``transforms.json``.
+      downscale: positive integer; images are cropped to a multiple of it (right and bottom edges) and
+        area-filtered by ``downscale x downscale`` blocks on premultiplied values; intrinsics follow.
+      splits: split names to load; a requested split with no frames is absent from ``Scene.splits``.
+      max_workers: threads for image decoding (``None``: ThreadPoolExecutor's default).
+    Returns:
+      :class:`NerfstudioScene` in normalised coordinates (see the module docstring): ``SplitData.rgba``
+      float32 [N, H // downscale, W // downscale, 4] premultiplied (masks applied), cameras with per-frame
+      intrinsics and OpenCV distortion (None when every coefficient is 0), ``names`` the image paths relative
+      to the directory; ``file_to_scene`` the normalising similarity; ``source = str(directory)``.
+    Raises:
+      InputError: for any problem with the input, naming the file and the field.
+    """
+    p = Path(path)
+    if p.is_file() and p.name == TRANSFORMS:
+        p = p.parent
+    if not p.exists():
+        raise InputError("dataset directory not found", p)
+    if not p.is_dir():
+        raise InputError(f"not a directory (expected a directory holding {TRANSFORMS})", p)
+    root = p
+    json_path = root / TRANSFORMS
+    ds = check_downscale(downscale, root)
+    names = _check_splits(splits, root)
+    if not json_path.is_file():
+        raise InputError(f"missing {TRANSFORMS}", root, TRANSFORMS)
+    meta = read_json(json_path)
+    frames = _parse_frames(root, meta, json_path)
+    width, height = _frame_sizes(frames, json_path)
+    if width < ds or height < ds:
+        raise InputError(f"image size {width}x{height} is smaller than downscale {ds}", frames[0].image, "downscale")
+
+    intr = np.array([_intrinsics(fr, width, height, json_path) for fr in frames], np.float64)
+    c2w_file = np.stack([fr.c2w for fr in frames])
+    centre, scale = normalisation(c2w_file)
+    c2w = c2w_file.copy()
+    c2w[:, :, 3] = scale * (c2w_file[:, :, 3] - centre)
+    near, far, aabb = _bounds(meta, json_path, c2w, centre, scale)
+    file_to_scene = np.eye(4)
+    file_to_scene[:3, :3] *= scale
+    file_to_scene[:3, 3] = -scale * centre
+
+    assignment = _assign_splits(root, meta, frames, json_path)
+    loaded = {}
+    for split in names:
+        idx = assignment.get(split)
+        if not idx:
+            continue
+        sub = [frames[i] for i in idx]
+        k = intr[idx]
+        dist = k[:, 4:8]
+        cams = Cameras(
+            c2w=c2w[idx].astype(np.float32),
+            fx=k[:, 0].astype(np.float32), fy=k[:, 1].astype(np.float32),
+            cx=k[:, 2].astype(np.float32), cy=k[:, 3].astype(np.float32),
+            width=width - width % ds, height=height - height % ds,
+            distortion=dist.astype(np.float32) if np.any(dist != 0) else None,
+        )
+        if ds != 1:
+            cams = cams.scaled(1.0 / ds)
+        rgba = _load_images(sub, width, height, ds, max_workers)
+        loaded[split] = SplitData(cameras=cams, rgba=rgba, names=tuple(fr.name for fr in sub))
+    if not loaded:
+        raise InputError(f"none of the requested splits {list(names)} has frames (found: "
+                         f"{', '.join(f'{s} ({len(i)})' for s, i in assignment.items())})", json_path, "splits")
+    return NerfstudioScene(splits=loaded, near=near, far=far, aabb=aabb, source=str(root),
+                           file_to_scene=file_to_scene)
+
+
+def write_nerfstudio(path: Path | str, frames: list[dict], intrinsics: dict, extra: dict | None = None) -> Path:
+    """Write ``transforms.json``: ``intrinsics`` at the top level, then ``extra``, then ``frames``.
+
+    Args:
+      path: the output directory (created if needed); image paths in ``frames`` are relative to it.
+      frames: ``{"file_path": ..., "transform_matrix": 4x4 OpenGL c2w (list or array), ...}`` each.
+      intrinsics: e.g. ``{"camera_model": "OPENCV", "fl_x": ..., "w": ..., "k1": ...}``.
+      extra: more top-level keys (``aabb``, ``test_filenames``, ...).
+    Returns:
+      The path of the file written.
+    """
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def plain(v: Any):
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, (np.floating, np.integer)):
+            return v.item()
+        return v
+
+    meta = {k: plain(v) for k, v in intrinsics.items()}
+    meta.update({k: plain(v) for k, v in (extra or {}).items()})
+    meta["frames"] = [{k: plain(v) for k, v in fr.items()} for fr in frames]
+    target = out / TRANSFORMS
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+    return target
