@@ -1,4 +1,5 @@
-"""Camera paths for rendering videos: orbits around the scene, keyframe interpolation, paths from JSON.
+"""Camera paths for rendering videos: orbits around the scene, LLFF's spiral for forward-facing captures,
+keyframe interpolation, paths from JSON.
 
 All poses are camera-to-world float32 [N, 3, 4] in the OpenGL/Blender convention (camera looks down its
 local -z axis, +y up, +x right), as in :mod:`nerfkit.types`.
@@ -131,6 +132,69 @@ def orbit_path(train_c2w, n_frames: int = 120, center=None, up=None) -> np.ndarr
     ring = np.cos(az)[:, None] * e1 + np.sin(az)[:, None] * e2  # [n_frames, 3] unit, in the plane
     eyes = c + radius * (np.cos(elevation) * ring + np.sin(elevation) * u)
     return np.stack([look_at(eye, c, u) for eye in eyes]).astype(np.float32)
+
+
+def view_matrix(z, up, pos) -> np.ndarray:
+    """LLFF's ``viewmatrix``: float64 [3, 4] camera-to-world with backward axis ``z``, up close to ``up``.
+
+    Columns ``[x, y, z, pos]`` with ``z = normalize(z)``, ``x = normalize(up x z)``, ``y = z x x`` (a
+    right-handed rotation; ``up`` need not be orthogonal to ``z``). The camera looks down ``-z``.
+    """
+    z = np.asarray(z, np.float64)
+    z = z / np.linalg.norm(z)
+    x = np.cross(np.asarray(up, np.float64), z)
+    x = x / np.linalg.norm(x)
+    y = np.cross(z, x)
+    return np.stack([x, y, z, np.asarray(pos, np.float64)], axis=1)
+
+
+def average_pose(c2w) -> np.ndarray:
+    """LLFF's ``poses_avg``: float64 [3, 4], the mean camera centre with the normalised sum of the backward
+    (+z) axes and the sum of the up (+y) axes made orthonormal by :func:`view_matrix`."""
+    m = _as_c2w(c2w, "average_pose")
+    return view_matrix(m[:, :, 2].sum(axis=0), m[:, :, 1].sum(axis=0), m[:, :, 3].mean(axis=0))
+
+
+def spiral_path(c2w_train, near: float, far: float, n_frames: int = 120, rotations: float = 2.0,
+                zrate: float = 0.5, percentile: float = 90.0) -> np.ndarray:
+    """LLFF's spiral render path for forward-facing scenes (``render_path_spiral`` in ``load_llff_data``).
+
+    The path circles in front of the average training pose (:func:`average_pose`): frame ``k`` has angle
+    ``theta = 2 pi rotations k / n_frames`` and position ``c2w_avg @ (r_x cos theta, -r_y sin theta,
+    -r_z sin(zrate theta), 1)``, where the radii ``r`` are the ``percentile`` of the absolute training camera
+    positions per axis. Every frame looks at the focus point ``c2w_avg @ (0, 0, -focus, 1)`` on the average
+    camera's optical axis, with the mean up axis of the training cameras as up. The focus depth is LLFF's:
+    ``1 / ((1 - 0.75) / (0.9 near) + 0.75 / (5 far))``, a harmonic blend weighted towards the near bound.
+
+    Use it in the frame the loader returns (LLFF: rescaled and recentred, so ``c2w_avg`` is about the
+    identity and the translations are about the capture's baseline).
+
+    Args:
+      c2w_train: float [N, 3, 4] (or [N, 4, 4]) training camera-to-world matrices (OpenGL convention).
+      near, far: the scene's closest and farthest depth in the same units (``Scene.depth_range``).
+      n_frames: poses on the path (120 in LLFF); the last frame does not repeat the first.
+      rotations: turns around the axis (2 in LLFF); zrate: the in-and-out motion's rate (0.5 in LLFF).
+      percentile: of |translation| that gives the radii (90 in LLFF).
+    Returns:
+      float32 [n_frames, 3, 4] camera-to-world.
+    """
+    m = _as_c2w(c2w_train, "spiral_path")
+    if n_frames < 1:
+        raise ValueError(f"spiral_path: n_frames must be >= 1, got {n_frames}")
+    if not (np.isfinite(near) and np.isfinite(far) and 0 < near <= far):
+        raise ValueError(f"spiral_path: need 0 < near <= far, got near={near}, far={far}")
+    c2w = average_pose(m)
+    up = m[:, :, 1].sum(axis=0)
+    up = up / np.linalg.norm(up)
+    dt = 0.75
+    focus = 1.0 / ((1.0 - dt) / (0.9 * near) + dt / (5.0 * far))
+    rads = np.append(np.percentile(np.abs(m[:, :, 3]), percentile, axis=0), 1.0)
+    target = c2w @ np.array([0.0, 0.0, -focus, 1.0])
+    out = []
+    for theta in np.linspace(0.0, 2.0 * np.pi * rotations, n_frames + 1)[:-1]:
+        centre = c2w @ (np.array([np.cos(theta), -np.sin(theta), -np.sin(theta * zrate), 1.0]) * rads)
+        out.append(view_matrix(centre - target, up, centre))
+    return np.stack(out).astype(np.float32)
 
 
 def _orthonormalise(r: np.ndarray) -> np.ndarray:

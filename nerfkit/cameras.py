@@ -3,6 +3,10 @@
 One implementation serves two callers: NumPy code in the data pipeline (``xnp=np``) and traced code inside
 ``jax.jit`` (``xnp=jnp``). Camera-to-world matrices follow the OpenGL/Blender convention (camera looks down
 -z, +y up, +x right); pixel ``(i, j)`` = (column, row) has its centre at ``(i + 0.5, j + 0.5)``.
+
+Cameras with ``ndc_near`` set (forward-facing scenes such as LLFF captures) return their rays in normalised
+device coordinates (:func:`ndc_rays`) from every function here, so the trainer and the renderer need not
+know: they sample ``t`` in [0, 1] along whatever rays they are given.
 """
 
 from __future__ import annotations
@@ -88,17 +92,79 @@ def pixel_grid(width: int, height: int, xnp=np):
     return px, py
 
 
+def ndc_rays(origins, directions, focal_x, focal_y, cx, cy, width, height, near: float = 1.0, xnp=np):
+    """Map world-space rays to normalised device coordinates (NDC) for forward-facing scenes.
+
+    The NeRF paper's NDC (Mildenhall et al. 2020, appendix C; nerf-pytorch ``ndc_rays``): a reference
+    pinhole camera sits at the world origin looking down -z with intrinsics ``(focal_x, focal_y, cx, cy)``
+    for a ``width x height`` image, and its frustum from the plane ``z = -near`` to infinity becomes the
+    cube [-1, 1]^3. A world point ``(x, y, z)`` (``z < 0``) maps to::
+
+        x_ndc = -(2 fx / W) x / z + (2 cx / W - 1)
+        y_ndc = -(2 fy / H) y / z + (1 - 2 cy / H)
+        z_ndc = 1 + 2 near / z
+
+    that is, ``x_ndc = 2 u / W - 1`` and ``y_ndc = 1 - 2 v / H`` for the point's continuous pixel coordinates
+    ``(u, v)`` in the reference camera (rows grow downwards, +y is up). With nerfkit's pixel-centre
+    convention (pixel ``i`` covers ``[i, i + 1)``, centre ``i + 0.5``) the image's outer edges map exactly to
+    ``x_ndc, y_ndc = +-1``. nerf-pytorch assumes ``cx = W / 2``, ``cy = H / 2``, where the offsets vanish
+    and this is its formula verbatim (with ``focal_x = focal_y``); the general form only shifts origins (the
+    offsets cancel in directions). The map is projective, so rays stay rays: each origin is first moved
+    along its ray to the near plane ``z = -near`` (NDC ``z = -1``), and the returned direction points to
+    the image of the ray's point at infinity (NDC ``z = +1``), so ``origin + t * direction`` for ``t`` in
+    [0, 1] covers the ray from the near plane to infinity (linear in inverse depth: ``z_ndc`` = ``-1 + 2 t``).
+
+    Rays must point towards -z (``directions[..., 2] < 0``); others have no image on the near plane and give
+    non-finite values (as in nerf-pytorch). The focal lengths, principal point and size are scalars or
+    arrays broadcastable to ``origins[..., 0]``.
+
+    Args:
+      origins, directions: float [..., 3] world-space rays (directions need not be normalised).
+      focal_x, focal_y: reference focal lengths in pixels.
+      cx, cy: reference principal point in pixels (None: the image centre ``W / 2``, ``H / 2``).
+      width, height: reference image size in pixels.
+      near: the world-space near plane distance (nerf-pytorch uses 1.0 after LLFF's rescaling).
+      xnp: ``np`` or ``jnp``.
+    Returns:
+      (origins, directions) float [..., 3] each in NDC: ``origins[..., 2] == -1``, ``directions[..., 2] ==
+      2``, and ``origins + directions`` is the image of the ray's point at infinity.
+    """
+    cx = width / 2.0 if cx is None else cx
+    cy = height / 2.0 if cy is None else cy
+    ax, ay = 2.0 * focal_x / width, 2.0 * focal_y / height
+    bx, by = 2.0 * cx / width - 1.0, 1.0 - 2.0 * cy / height
+    t = -(near + origins[..., 2]) / directions[..., 2]  # shift origins to the near plane z = -near
+    o = origins + t[..., None] * directions
+    ox_oz, oy_oz = o[..., 0] / o[..., 2], o[..., 1] / o[..., 2]
+    o_ndc = xnp.stack([-ax * ox_oz + bx, -ay * oy_oz + by, 1.0 + 2.0 * near / o[..., 2]], axis=-1)
+    d_ndc = xnp.stack([
+        -ax * (directions[..., 0] / directions[..., 2] - ox_oz),
+        -ay * (directions[..., 1] / directions[..., 2] - oy_oz),
+        -2.0 * near / o[..., 2],
+    ], axis=-1)
+    return o_ndc, d_ndc
+
+
 def image_rays(cams: Cameras, index: int, xnp=np) -> Rays:
-    """All rays of view ``index`` as a ``Rays`` of shape [H, W]."""
+    """All rays of view ``index`` as a ``Rays`` of shape [H, W] (in NDC when ``cams.ndc_near`` is set)."""
     px, py = pixel_grid(cams.width, cams.height, xnp)
     dist = None if cams.distortion is None else xnp.asarray(cams.distortion[index], dtype=xnp.float32)
     dirs = pixel_directions_camera(px, py, cams.fx[index], cams.fy[index], cams.cx[index], cams.cy[index], xnp, dist)
     o, d = camera_rays(xnp.asarray(cams.c2w[index], dtype=xnp.float32), dirs, xnp)
-    return Rays(origins=o, directions=d, viewdirs=d)
+    if cams.ndc_near is None:
+        return Rays(origins=o, directions=d, viewdirs=d)
+    o_ndc, d_ndc = ndc_rays(o, d, cams.fx[index], cams.fy[index], cams.cx[index], cams.cy[index], cams.width,
+                            cams.height, cams.ndc_near, xnp)
+    return Rays(origins=o_ndc.astype(xnp.float32), directions=d_ndc.astype(xnp.float32), viewdirs=d)
 
 
-def all_rays(cams: Cameras) -> tuple[np.ndarray, np.ndarray]:
-    """Origins and unit directions of every pixel of every view, float32 [N, H, W, 3] each (NumPy)."""
+def all_rays(cams: Cameras, with_viewdirs: bool = False):
+    """Origins and directions of every pixel of every view, float32 [N, H, W, 3] each (NumPy).
+
+    Directions are unit vectors, or NDC rays (:func:`ndc_rays`) when ``cams.ndc_near`` is set. With
+    ``with_viewdirs`` a third array follows: the unit world-space directions (equal to the directions for
+    ordinary cameras).
+    """
     px, py = pixel_grid(cams.width, cams.height, np)
     dirs = pixel_directions_camera(
         px[None], py[None], cams.fx[:, None, None], cams.fy[:, None, None], cams.cx[:, None, None],
@@ -108,7 +174,14 @@ def all_rays(cams: Cameras) -> tuple[np.ndarray, np.ndarray]:
     d = np.einsum("nhwk,njk->nhwj", dirs.astype(np.float32), rot)  # one matmul per view
     d /= np.linalg.norm(d, axis=-1, keepdims=True)
     o = np.broadcast_to(cams.c2w[:, None, None, :3, 3], d.shape).astype(np.float32)
-    return o, d.astype(np.float32)
+    d = d.astype(np.float32)
+    viewdirs = d
+    if cams.ndc_near is not None:
+        k = lambda a: np.asarray(a, np.float32)[:, None, None]  # noqa: E731  per-view intrinsics
+        o, d = ndc_rays(o, d, k(cams.fx), k(cams.fy), k(cams.cx), k(cams.cy), cams.width, cams.height,
+                        cams.ndc_near, np)
+        o, d = o.astype(np.float32), d.astype(np.float32)
+    return (o, d, viewdirs) if with_viewdirs else (o, d)
 
 
 def focal_from_fov(width: int, camera_angle_x: float) -> float:
@@ -129,8 +202,18 @@ def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     return np.stack([right, cam_up, -forward, eye], axis=1).astype(np.float32)
 
 
-def jnp_pixel_rays(c2w, fx, fy, cx, cy, px, py) -> Rays:
-    """Rays for pixel coordinates inside ``jit`` (thin wrapper over the shared implementation)."""
+def jnp_pixel_rays(c2w, fx, fy, cx, cy, px, py, *, width: int | None = None, height: int | None = None,
+                   ndc_near: float | None = None) -> Rays:
+    """Rays for pixel coordinates inside ``jit`` (thin wrapper over the shared implementation).
+
+    With ``ndc_near`` (then ``width`` and ``height`` are required) the rays are in NDC, as
+    :func:`image_rays` returns them for cameras with ``Cameras.ndc_near`` set.
+    """
     dirs = pixel_directions_camera(px, py, fx, fy, cx, cy, jnp)
     o, d = camera_rays(c2w, dirs, jnp)
-    return Rays(origins=o, directions=d, viewdirs=d)
+    if ndc_near is None:
+        return Rays(origins=o, directions=d, viewdirs=d)
+    if width is None or height is None:
+        raise ValueError("jnp_pixel_rays: NDC rays need the image width and height")
+    o_ndc, d_ndc = ndc_rays(o, d, fx, fy, cx, cy, width, height, ndc_near, jnp)
+    return Rays(origins=o_ndc, directions=d_ndc, viewdirs=d)

@@ -45,16 +45,23 @@ def downscale_scene(scene: Scene, factor: int) -> Scene:
 
 
 def _cams_to_json(c: Cameras) -> dict:
-    return {
+    d = {
         "width": c.width, "height": c.height, "c2w": np.asarray(c.c2w).tolist(),
         "fx": np.asarray(c.fx).tolist(), "fy": np.asarray(c.fy).tolist(),
         "cx": np.asarray(c.cx).tolist(), "cy": np.asarray(c.cy).tolist(),
     }
+    if c.distortion is not None:
+        d["distortion"] = np.asarray(c.distortion).tolist()
+    if c.ndc_near is not None:
+        d["ndc_near"] = float(c.ndc_near)
+    return d
 
 
 def _cams_from_json(d: dict) -> Cameras:
     f = lambda k: np.asarray(d[k], np.float32)  # noqa: E731
-    return Cameras(c2w=f("c2w"), fx=f("fx"), fy=f("fy"), cx=f("cx"), cy=f("cy"), width=int(d["width"]), height=int(d["height"]))
+    return Cameras(c2w=f("c2w"), fx=f("fx"), fy=f("fy"), cx=f("cx"), cy=f("cy"), width=int(d["width"]),
+                   height=int(d["height"]), distortion=f("distortion") if d.get("distortion") is not None else None,
+                   ndc_near=float(d["ndc_near"]) if d.get("ndc_near") is not None else None)
 
 
 def save_scene_meta(scene: Scene, cfg: FitConfig, path: Path) -> None:

@@ -7,6 +7,9 @@ Conventions
 * Intrinsics are in pixels; pixel ``(i, j)`` (column, row) has its centre at ``(i + 0.5, j + 0.5)``.
 * Images are stored *premultiplied*: ``rgba[..., :3]`` is colour times alpha, so area filtering is exact
   and compositing on a background ``bg`` is ``rgb + (1 - alpha) * bg``.
+* Forward-facing scenes (LLFF) are sampled in normalised device coordinates: cameras with ``ndc_near`` set
+  return rays already mapped to NDC (see :func:`nerfkit.cameras.ndc_rays`), and the scene's near/far are
+  0 and 1 along those rays.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ class Cameras:
       fx, fy, cx, cy: float32 [N] intrinsics in pixels.
       width, height: image size in pixels.
       distortion: optional float32 [N, 4] OpenCV (k1, k2, p1, p2); None for an ideal pinhole.
+      ndc_near: None for ordinary (world-space) rays. A number: every ray generated for these cameras
+        (:func:`~nerfkit.cameras.image_rays`, :func:`~nerfkit.cameras.all_rays`) is mapped to normalised
+        device coordinates with this near plane (world ``z = -ndc_near``), the projection built from the
+        camera's own ``fx / width``, ``fy / height``, ``cx / width``, ``cy / height`` (which must then be the
+        same for every camera of the scene, as in an LLFF capture; they do not change under :meth:`scaled`).
+        The world frame must be the forward-facing one: cameras look roughly down ``-z`` from ``z > -ndc_near``.
     """
 
     c2w: np.ndarray
@@ -37,6 +46,7 @@ class Cameras:
     width: int
     height: int
     distortion: np.ndarray | None = None
+    ndc_near: float | None = None
 
     def __len__(self) -> int:
         return int(self.c2w.shape[0])
@@ -92,9 +102,12 @@ class Scene:
 
     Attributes:
       splits: 'train', 'val', 'test' (a split may be absent).
-      near, far: ray bounds in world units.
-      aabb: float32 [2, 3] axis-aligned box containing the scene (min, max).
+      near, far: ray bounds in world units (for NDC cameras: in the NDC ray parameter, 0 and 1).
+      aabb: float32 [2, 3] axis-aligned box containing the scene (min, max); in NDC space for NDC cameras.
       source: where the scene came from (a path or 'demo').
+      depth_range: forward-facing scenes only: (closest, farthest) scene depth in world units, after the
+        loader's rescaling (LLFF: the min and max of ``poses_bounds.npy``'s bounds times the scale factor).
+        :func:`nerfkit.camera_paths.spiral_path` needs it to place the spiral's focus. None otherwise.
     """
 
     splits: dict[str, SplitData]
@@ -102,6 +115,7 @@ class Scene:
     far: float
     aabb: np.ndarray
     source: str
+    depth_range: tuple[float, float] | None = None
 
 
 @flax.struct.dataclass
@@ -111,8 +125,11 @@ class Rays:
     Attributes:
       origins: float32 [..., 3].
       directions: float32 [..., 3]; sample positions are ``origins + t * directions``. For perspective
-        cameras this is the unit vector, so ``t`` (and rendered depth) is Euclidean distance.
-      viewdirs: float32 [..., 3] unit direction fed to the view-dependent colour branch.
+        cameras this is the unit vector, so ``t`` (and rendered depth) is Euclidean distance. For NDC
+        cameras it is not normalised: ``t`` in [0, 1] runs from the near plane (NDC z = -1) to infinity
+        (NDC z = +1).
+      viewdirs: float32 [..., 3] unit direction fed to the view-dependent colour branch (the world-space
+        direction, also for NDC cameras).
     """
 
     origins: jax.Array

@@ -1,0 +1,316 @@
+"""Loader for LLFF forward-facing captures (Mildenhall et al. 2019), the NeRF paper's real scenes.
+
+Layout (as written by LLFF's ``imgs2poses.py``; e.g. ``nerf_llff_data/fern``)::
+
+    root/
+      poses_bounds.npy     float [N, 17], one row per image
+      images/              the N images, matched to the rows in file-name order (.png, .jpg, .jpeg, any case)
+      images_4/, images_8/ optional downscaled copies; ``downscale=F`` reads ``images_F/`` when it exists
+
+Each row of ``poses_bounds.npy`` is a 3x5 matrix flattened row-major, then two depths: columns 0-2 of the
+matrix are the camera-to-world rotation with LLFF's axis order **[down, right, backwards]**, column 3 the
+camera centre and column 4 ``[height, width, focal]`` in pixels of the full-size images; the two values
+after it are the near and far depth bounds of the scene points seen by that camera.
+
+What :func:`load_llff` does, step by step as the original NeRF ``load_llff_data`` (nerf-pytorch):
+
+1. rotation columns to the OpenGL/Blender order (right, up, backwards): ``[c1, -c0, c2]``;
+2. images from ``images_F/`` or area-downscaled from ``images/``; the focal length is rescaled to the
+   actual image size and the principal point is the image centre;
+3. rescale the world so the closest bound is ``1 / 0.75`` (``bd_factor`` 0.75): translations and bounds
+   times ``1 / (0.75 * bounds.min())``;
+4. recentre: the average pose (:func:`nerfkit.camera_paths.average_pose`) becomes the identity;
+5. hold out every 8th image (``i % 8 == 0``) as the ``test`` split, the rest is ``train`` (no ``val``);
+6. rays in normalised device coordinates with the near plane at 1 (``Cameras.ndc_near = 1``), so the
+   scene's near/far are 0 and 1 and its box is NDC space (x, y about [-1, 1], z in [-1, 1]).
+
+``Scene.depth_range`` keeps the rescaled bounds' min and max for
+:func:`nerfkit.camera_paths.spiral_path`. Everything is a :class:`~nerfkit.errors.InputError` naming the
+file and the field when the input is wrong.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from nerfkit.camera_paths import average_pose
+from nerfkit.cameras import camera_rays, ndc_rays, pixel_directions_camera
+from nerfkit.errors import InputError
+from nerfkit.types import Cameras, Scene, SplitData
+from nerfkit.data.blender import DEFAULT_SPLITS, check_downscale
+from nerfkit.data.images import area_downscale, read_rgba
+
+POSES_BOUNDS = "poses_bounds.npy"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+BD_FACTOR = 0.75   # the closest bound becomes 1 / BD_FACTOR after rescaling
+HOLDOUT = 8        # every HOLDOUT-th image (i % HOLDOUT == 0) is a test view
+NDC_NEAR = 1.0     # NDC near plane, world units after rescaling
+_ROTATION_TOL = 1e-2
+_AABB_MARGIN = 0.05
+
+
+def is_llff_dir(path: Path | str) -> bool:
+    """True if ``path`` is a directory holding ``poses_bounds.npy``."""
+    return Path(path).is_dir() and (Path(path) / POSES_BOUNDS).is_file()
+
+
+# ------------------------------------------------------------------------------------------- poses file
+def llff_to_opengl(poses: np.ndarray) -> np.ndarray:
+    """Rotation columns from LLFF's [down, right, backwards] to OpenGL's [right, up, backwards].
+
+    Exactly ``load_llff_data``'s ``concatenate([p[:, :, 1:2], -p[:, :, 0:1], p[:, :, 2:]], -1)``; the
+    translation (and hwf) columns are unchanged.
+
+    Args:
+      poses: float [N, 3, K] with K >= 3 (3x4 camera-to-world or LLFF's 3x5 with hwf).
+    Returns:
+      float [N, 3, K].
+    """
+    return np.concatenate([poses[:, :, 1:2], -poses[:, :, 0:1], poses[:, :, 2:]], axis=-1)
+
+
+def opengl_to_llff(poses: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`llff_to_opengl`: ``[right, up, back] -> [down, right, back] = [-up, right, back]``."""
+    return np.concatenate([-poses[:, :, 1:2], poses[:, :, 0:1], poses[:, :, 2:]], axis=-1)
+
+
+def write_poses_bounds(path: Path | str, c2w: np.ndarray, hwf, bounds: np.ndarray) -> None:
+    """Write ``poses_bounds.npy`` (float64 [N, 17]) from OpenGL camera-to-world matrices.
+
+    Args:
+      c2w: float [N, 3, 4] camera-to-world, OpenGL convention (stored in LLFF's axis order).
+      hwf: (height, width, focal) of the full-size images, float [3] or [N, 3].
+      bounds: float [N, 2] near and far scene depth per image.
+    """
+    c2w = np.asarray(c2w, np.float64)
+    n = c2w.shape[0]
+    hwf = np.broadcast_to(np.asarray(hwf, np.float64), (n, 3))
+    mat = np.concatenate([opengl_to_llff(c2w), hwf[:, :, None]], axis=-1)  # [N, 3, 5]
+    rows = np.concatenate([mat.reshape(n, 15), np.asarray(bounds, np.float64).reshape(n, 2)], axis=-1)
+    np.save(Path(path), rows)
+
+
+def read_poses_bounds(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read and check ``poses_bounds.npy``.
+
+    Returns:
+      (c2w float64 [N, 3, 4] in the OpenGL convention, as stored (not rescaled or recentred);
+       hwf float64 [N, 3] (height, width, focal) of the full-size images; bounds float64 [N, 2] (near, far)).
+    Raises:
+      InputError: a missing or unreadable file, a shape other than N x 17, non-finite values, a rotation that
+        is not one (not orthonormal or mirrored), non-positive height/width/focal or bounds, near > far.
+        The field names the row: ``poses[i]``, ``poses[i].rotation``, ``poses[i].hwf``, ``bounds[i]``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found (an LLFF scene needs poses_bounds.npy)", path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"cannot read as a NumPy .npy array ({msg})", path) from None
+    if not isinstance(arr, np.ndarray) or not (np.issubdtype(arr.dtype, np.floating)
+                                               or np.issubdtype(arr.dtype, np.integer)):
+        raise InputError(f"expected a float array, got dtype {getattr(arr, 'dtype', type(arr).__name__)}", path,
+                         "dtype")
+    if arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] == 0:
+        raise InputError(f"expected shape N x 17 (a 3x5 pose and near/far bounds per image), got "
+                         f"{' x '.join(map(str, arr.shape)) or 'a scalar'}", path, "shape")
+    arr = arr.astype(np.float64)
+    n = arr.shape[0]
+    mats = arr[:, :15].reshape(n, 3, 5)
+    bounds = arr[:, 15:17]
+    for i in range(n):
+        if not np.all(np.isfinite(mats[i])):
+            raise InputError("pose contains non-finite values (NaN or inf)", path, f"poses[{i}]")
+        if not np.all(np.isfinite(bounds[i])):
+            raise InputError("near/far bounds contain non-finite values (NaN or inf)", path, f"bounds[{i}]")
+    c2w = llff_to_opengl(mats[:, :, :4])
+    hwf = mats[:, :, 4]
+    for i in range(n):
+        r = c2w[i, :, :3]
+        err = np.abs(r.T @ r - np.eye(3)).max()
+        if err > _ROTATION_TOL or np.linalg.det(r) <= 0:
+            why = f"not orthonormal (|R^T R - I| = {err:.3g})" if err > _ROTATION_TOL else "mirrored (det < 0)"
+            raise InputError(f"degenerate pose: the rotation is {why}", path, f"poses[{i}].rotation")
+        if np.any(hwf[i] <= 0):
+            raise InputError(f"height, width and focal must be positive, got {hwf[i].tolist()}", path,
+                             f"poses[{i}].hwf")
+        near, far = bounds[i]
+        if near <= 0 or far < near:
+            raise InputError(f"need 0 < near <= far, got near={near:g}, far={far:g}", path, f"bounds[{i}]")
+    ref = hwf[0]
+    differs = np.abs(hwf - ref).max(axis=1) > 1e-3 * np.abs(ref).max()
+    if differs.any():
+        i = int(np.argmax(differs))
+        raise InputError(f"height/width/focal {hwf[i].tolist()} differ from the first image's {ref.tolist()} "
+                         "(LLFF captures share one camera)", path, f"poses[{i}].hwf")
+    return c2w, hwf, bounds
+
+
+# ------------------------------------------------------------------------------------------------ images
+def list_images(folder: Path) -> list[Path]:
+    """The image files of ``folder`` (.png / .jpg / .jpeg, any case, no hidden files), sorted by name."""
+    return sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: p.name)
+
+
+def _image_source(root: Path, downscale: int) -> tuple[Path, int]:
+    """(folder to read, factor still to apply in memory): ``images_F/`` if present, else ``images/``."""
+    if downscale > 1 and (root / f"images_{downscale}").is_dir():
+        return root / f"images_{downscale}", 1
+    if (root / "images").is_dir():
+        return root / "images", downscale
+    others = sorted(p.name for p in root.glob("images_*") if p.is_dir())
+    hint = f" (found {', '.join(others)}/: pass --downscale N to use images_N/)" if others else ""
+    raise InputError(f"missing the images/ directory{hint}", root / "images", "images")
+
+
+def _read_images(files: list[Path], factor: int, max_workers: int | None) -> np.ndarray:
+    """float32 [N, H, W, 4] premultiplied, every image area-downscaled by ``factor``; sizes must agree."""
+    first = read_rgba(files[0])
+    h0, w0 = first.shape[:2]
+    if h0 % factor or w0 % factor:
+        raise InputError(f"image size {w0}x{h0} is not divisible by downscale {factor} (images_{factor}/ does "
+                         "not exist, so images/ is area-downscaled)", files[0], "downscale")
+    out = np.empty((len(files), h0 // factor, w0 // factor, 4), np.float32)
+
+    def load(i: int, img: np.ndarray | None = None) -> None:
+        img = read_rgba(files[i]) if img is None else img
+        if img.shape[:2] != (h0, w0):
+            raise InputError(f"image size {img.shape[1]}x{img.shape[0]} differs from {files[0].name}'s {w0}x{h0} "
+                             "(all images must share one size)", files[i])
+        out[i] = area_downscale(img, factor)
+
+    load(0, first)
+    del first
+    if len(files) > 1:
+        with ThreadPoolExecutor(max_workers=max_workers) as pool:
+            futures = [pool.submit(load, i) for i in range(1, len(files))]
+            try:
+                for f in futures:  # in file order, so the reported error is the first bad image
+                    f.result()
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- poses
+def recenter_poses(c2w: np.ndarray) -> np.ndarray:
+    """LLFF's ``recenter_poses``: float64 [N, 3, 4] ``inv(average_pose) @ c2w``, so the average pose is the
+    identity (mean centre at the origin, mean viewing direction -z, mean up +y)."""
+    c2w = np.asarray(c2w, np.float64)
+    avg = np.eye(4)
+    avg[:3, :4] = average_pose(c2w)
+    full = np.tile(np.eye(4), (c2w.shape[0], 1, 1))
+    full[:, :3, :4] = c2w
+    return (np.linalg.inv(avg) @ full)[:, :3, :4]
+
+
+def ndc_aabb(cams: Cameras, margin: float = _AABB_MARGIN) -> np.ndarray:
+    """float32 [2, 3] box around every camera's NDC frustum, at least [-1, 1]^3, x and y padded by ``margin``.
+
+    The NDC map is projective, so each frustum (near plane to infinity) is the convex hull of its four
+    corner rays at NDC z = -1 and +1: the box of those 8 points per camera bounds every sample.
+    """
+    w, h = cams.width, cams.height
+    px = np.array([0.0, w, 0.0, w], np.float32)
+    py = np.array([0.0, 0.0, h, h], np.float32)
+    k = lambda a: np.asarray(a, np.float64)[:, None]  # noqa: E731
+    dirs = pixel_directions_camera(px[None], py[None], k(cams.fx), k(cams.fy), k(cams.cx), k(cams.cy))
+    o, d = camera_rays(np.asarray(cams.c2w, np.float64)[:, None], dirs)
+    o, d = ndc_rays(o, d, k(cams.fx), k(cams.fy), k(cams.cx), k(cams.cy), w, h, cams.ndc_near)
+    pts = np.concatenate([o, o + d]).reshape(-1, 3)
+    lo = np.minimum(pts[:, :2].min(axis=0), -1.0) - margin
+    hi = np.maximum(pts[:, :2].max(axis=0), 1.0) + margin
+    return np.array([[lo[0], lo[1], -1.0], [hi[0], hi[1], 1.0]], np.float32)
+
+
+def _splits_wanted(splits: Iterable[str], root: Path) -> tuple[str, ...]:
+    if isinstance(splits, str):
+        splits = (splits,)
+    try:
+        names = tuple(dict.fromkeys(splits))
+    except TypeError:
+        raise InputError(f"splits must be a sequence of split names, got {splits!r}", root, "splits") from None
+    return names
+
+
+def load_llff(root: Path | str, downscale: int = 1, splits: Iterable[str] = DEFAULT_SPLITS,
+              max_workers: int | None = None) -> Scene:
+    """Load an LLFF forward-facing capture (see the module docstring for the layout and every step).
+
+    Args:
+      root: directory holding ``poses_bounds.npy`` and ``images/`` (and optionally ``images_F/``).
+      downscale: positive integer F: read ``images_F/`` if it exists, else area-downscale ``images/`` by F
+        (its size must then be divisible by F). Intrinsics follow the images actually read.
+      splits: which of ``train`` / ``test`` to return (LLFF has no ``val``; names without data are left out).
+      max_workers: threads for image decoding (``None``: ThreadPoolExecutor's default).
+    Returns:
+      Scene with ``train`` (``i % 8 != 0``) and ``test`` (``i % 8 == 0``) splits of float32 [N, H, W, 4]
+      premultiplied RGBA (alpha 1), NDC cameras (``ndc_near = 1``), near 0, far 1, an NDC box,
+      ``depth_range`` the rescaled (min near, max far) bounds and ``source = str(root)``.
+    Raises:
+      InputError: for any problem with the input, naming the file and the field.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise InputError("dataset directory not found", root)
+    if not root.is_dir():
+        raise InputError("not a directory (expected an LLFF directory with poses_bounds.npy and images/)", root)
+    ds = check_downscale(downscale, root)
+    names = _splits_wanted(splits, root)
+    pb_path = root / POSES_BOUNDS
+    c2w, hwf, bounds = read_poses_bounds(pb_path)
+    n = c2w.shape[0]
+    if n < 2:
+        raise InputError(f"{n} pose: need at least 2 images (every {HOLDOUT}th is held out for testing)",
+                         pb_path, "shape")
+
+    folder, factor = _image_source(root, ds)
+    files = list_images(folder)
+    if len(files) != n:
+        raise InputError(f"{len(files)} images ({'/'.join(IMAGE_SUFFIXES)}) but {n} poses in {POSES_BOUNDS} "
+                         "(one image per row, matched in file-name order)", folder, "images")
+
+    # 1-3: OpenGL axes (done by read_poses_bounds), rescale by the bounds, recentre.
+    sc = 1.0 / (bounds.min() * BD_FACTOR)
+    c2w = c2w.copy()
+    c2w[:, :, 3] *= sc
+    bounds = bounds * sc
+    c2w = recenter_poses(c2w)
+
+    test_idx = np.arange(0, n, HOLDOUT)
+    train_idx = np.setdiff1d(np.arange(n), test_idx)
+    wanted = {"train": train_idx, "test": test_idx}
+    wanted = {k: v for k, v in wanted.items() if k in names}
+    if not wanted:
+        raise InputError(f"none of the requested splits {list(names)} exist (LLFF has train and test)", root,
+                         "splits")
+    order = np.concatenate(list(wanted.values()))
+    rgba = _read_images([files[i] for i in order], factor, max_workers)
+    h, w = rgba.shape[1:3]
+
+    # Intrinsics of the images actually read: the poses' focal scaled to their size, centred principal point.
+    full_h, full_w, focal = hwf[0]
+    if abs(w - full_w * h / full_h) > max(1.0, 0.01 * w):
+        raise InputError(f"images of {w}x{h} pixels (after downscale {factor}) do not have the aspect ratio of "
+                         f"the poses' {full_w:g}x{full_h:g}", pb_path, "poses[0].hwf")
+    fx, fy = focal * w / full_w, focal * h / full_h
+    const = lambda v: np.full(n, v, np.float32)  # noqa: E731
+    all_cams = Cameras(c2w=c2w.astype(np.float32), fx=const(fx), fy=const(fy), cx=const(w / 2.0),
+                       cy=const(h / 2.0), width=int(w), height=int(h), ndc_near=NDC_NEAR)
+
+    out, start = {}, 0
+    for split, idx in wanted.items():
+        out[split] = SplitData(cameras=all_cams.subset(idx), rgba=rgba[start:start + len(idx)],
+                               names=tuple(files[i].relative_to(root).as_posix() for i in idx))
+        start += len(idx)
+    return Scene(splits=out, near=0.0, far=1.0, aabb=ndc_aabb(all_cams), source=str(root),
+                 depth_range=(float(bounds.min()), float(bounds.max())))
