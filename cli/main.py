@@ -42,8 +42,9 @@ class RenderArgs:
 
     run_dir: tyro.conf.Positional[Path]
     """Run directory written by `nerfkit fit`."""
-    path: str = "orbit"
-    """Camera path: orbit | test | a JSON file with frames[].transform_matrix."""
+    path: str = "auto"
+    """Camera path: auto (spiral for forward-facing LLFF scenes, else orbit) | orbit | spiral | test | a JSON
+    file with frames[].transform_matrix."""
     frames: int = 120
     """Frames in the orbit."""
     fps: float = 30.0

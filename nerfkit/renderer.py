@@ -108,15 +108,16 @@ def render_view(fn: RenderFn, params, cams: Cameras, index: int, chunk: int) -> 
     return render_rays_chunked(fn, params, rays.origins, rays.directions, chunk)
 
 
-def render_path(run_dir, path: str = "orbit", frames: int = 120, fps: float = 30, width: int | None = None,
+def render_path(run_dir, path: str = "auto", frames: int = 120, fps: float = 30, width: int | None = None,
                 height: int | None = None, out=None, pngs: bool = False, video: bool = True,
                 chunk: int | None = None) -> dict:
     """Render a camera path of a fitted run to videos (RGB, depth, opacity) and/or PNG frames.
 
     Args:
       run_dir: a ``fit`` run directory.
-      path: ``orbit`` (around the scene at the training cameras' mean radius and elevation), ``test`` (the
-        test-split cameras) or a JSON file of ``frames[].transform_matrix``.
+      path: ``orbit`` (around the scene at the training cameras' mean radius and elevation), ``spiral``
+        (LLFF's path in front of a forward-facing capture), ``auto`` (spiral for forward-facing scenes, else
+        orbit), ``test`` (the test-split cameras) or a JSON file of ``frames[].transform_matrix``.
       frames: frames of the orbit; width/height: output size (default: training size; intrinsics scaled).
     Returns:
       dict of written files and timing.
@@ -134,8 +135,14 @@ def render_path(run_dir, path: str = "orbit", frames: int = 120, fps: float = 30
     cfg, graphdef, params, meta, step, grid = runs.load_run(Path(run_dir))
     params = (params, grid["occupied"])
     base = meta.cameras["train"]
+    if path == "auto":  # forward-facing (NDC) scenes get LLFF's spiral; others an orbit
+        path = "spiral" if base.ndc_near is not None else "orbit"
     if path == "orbit":
         c2w = camera_paths.orbit_path(base.c2w, n_frames=frames)
+    elif path == "spiral":
+        if meta.depth_range is None:
+            raise InputError("the spiral path needs a forward-facing scene's depth range (LLFF)", field="--path")
+        c2w = camera_paths.spiral_path(base.c2w, *meta.depth_range, n_frames=frames)
     elif path == "test":
         if "test" not in meta.cameras:
             raise InputError("the run's scene has no test split", field="--path")
@@ -144,14 +151,14 @@ def render_path(run_dir, path: str = "orbit", frames: int = 120, fps: float = 30
     else:
         c2w = camera_paths.load_path_json(path)
     n = len(c2w)
-    intr = base.subset(np.zeros(n, dtype=int))
-    cams = Cameras(c2w=np.asarray(c2w, np.float32), fx=intr.fx, fy=intr.fy, cx=intr.cx, cy=intr.cy,
-                   width=base.width, height=base.height)
+    # The first camera's intrinsics (and its NDC / distortion settings) for every frame.
+    cams = dataclasses.replace(base.subset(np.zeros(n, dtype=int)), c2w=np.asarray(c2w, np.float32))
     if width or height:
         w = width or round(base.width * height / base.height)
         h = height or round(base.height * width / base.width)
         sx, sy = w / base.width, h / base.height
-        cams = Cameras(c2w=cams.c2w, fx=cams.fx * sx, fy=cams.fy * sy, cx=cams.cx * sx, cy=cams.cy * sy, width=w, height=h)
+        cams = dataclasses.replace(cams, fx=cams.fx * sx, fy=cams.fy * sy, cx=cams.cx * sx, cy=cams.cy * sy,
+                                   width=w, height=h)
     bg_name = "white" if meta.background == "random" else meta.background
     chunk = chunk or cfg.train.render_chunk
     mesh = parallel.render_mesh(chunk)
@@ -172,7 +179,7 @@ def render_path(run_dir, path: str = "orbit", frames: int = 120, fps: float = 30
             visualize.write_png(out / "frames" / f"{i:04d}.png", rgb[-1])
     seconds = time.time() - t0
     written = []
-    name = path if path in ("orbit", "test") else Path(path).stem
+    name = path if path in ("orbit", "spiral", "test") else Path(path).stem
     if video:
         for kind, frames_ in (("rgb", rgb), ("depth", depth), ("opacity", acc)):
             f = out / f"{name}_{kind}.mp4"

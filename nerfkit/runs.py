@@ -68,6 +68,7 @@ def save_scene_meta(scene: Scene, cfg: FitConfig, path: Path) -> None:
     meta = {
         "source": scene.source, "near": scene.near, "far": scene.far, "aabb": np.asarray(scene.aabb).tolist(),
         "background": cfg.data.background,
+        "depth_range": None if scene.depth_range is None else [float(x) for x in scene.depth_range],
         "cameras": {name: _cams_to_json(s.cameras) for name, s in scene.splits.items()},
     }
     path.write_text(json.dumps(meta) + "\n")
@@ -83,6 +84,7 @@ class SceneMeta:
             self.near, self.far = float(d["near"]), float(d["far"])
             self.aabb = np.asarray(d["aabb"], np.float32)
             self.background = d["background"]
+            self.depth_range = tuple(map(float, d["depth_range"])) if d.get("depth_range") else None
             self.cameras = {k: _cams_from_json(v) for k, v in d["cameras"].items()}
         except FileNotFoundError:
             raise InputError("missing: not a nerfkit run directory", path=path) from None

@@ -541,3 +541,15 @@ def test_fit_llff_preset_held_out_psnr(capture, tmp_path):
     meta = runs.SceneMeta(out / "scene.json")
     assert meta.cameras["train"].ndc_near == 1.0 and (meta.near, meta.far) == (0.0, 1.0)
 
+    # `nerfkit render` of the run: the default path of a forward-facing scene is LLFF's spiral, rendered
+    # through the same NDC cameras (world rays into an NDC-trained field would give a blank or garbled image).
+    from nerfkit.renderer import render_path
+
+    r = render_path(out, frames=3, video=False, pngs=True)
+    frames = sorted((out / "render" / "frames").glob("*.png"))
+    assert r["frames"] == 3 and len(frames) == 3
+    import imageio.v3 as iio
+
+    img = iio.imread(frames[0]).astype(np.float32) / 255.0
+    gt = np.asarray(runs.load_scene(cfg.data).splits["train"].rgba[..., :3]).mean(axis=(0, 1, 2))
+    assert img.std() > 0.05 and np.abs(img.mean(axis=(0, 1)) - gt).max() < 0.15
