@@ -36,7 +36,8 @@ def _median_time(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def measure(preset: str, scene, steps: int, grid_warmup: int, render_sizes, render_repeats: int) -> dict:
+def measure(preset: str, scene, steps: int, grid_warmup: int, render_sizes, render_repeats: int,
+            max_render_hierarchical: int = 100000) -> dict:
     import jax
     import jax.numpy as jnp
 
@@ -107,6 +108,8 @@ def measure(preset: str, scene, steps: int, grid_warmup: int, render_sizes, rend
     fn = renderer.make_render_fn(graphdef, mcfg, background=(1.0, 1.0, 1.0), **kw)
     st = (state["p"], state["g"]["occupied"])
     for size in render_sizes:
+        if mcfg.sampler == "hierarchical" and size > max_render_hierarchical:
+            continue  # 256 samples per ray through two 8x256 MLPs: an 800x800 view takes about an hour on a CPU
         cams = dataclasses.replace(test.scaled(size / test.width), width=size, height=size)
         cams = Cameras(c2w=cams.c2w[:1], fx=cams.fx[:1], fy=cams.fy[:1], cx=cams.cx[:1], cy=cams.cy[:1], width=size, height=size)
         renderer.render_view(fn, st, cams, 0, tcfg.render_chunk)  # warm-up / compile
@@ -123,12 +126,14 @@ def measure(preset: str, scene, steps: int, grid_warmup: int, render_sizes, rend
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presets", nargs="+", default=["paper", "cpu-fast", "hash-fast"])
+    ap.add_argument("--presets", nargs="+", default=["paper", "paper-grid", "cpu-fast", "hash-fast"])
     ap.add_argument("--steps", type=int, default=20, help="timed train steps (median)")
     ap.add_argument("--grid-warmup", type=int, default=200, help="fit steps before timing occupancy presets")
     ap.add_argument("--downscale", type=int, default=4)
     ap.add_argument("--render-sizes", type=int, nargs="+", default=[100, 400, 800])
     ap.add_argument("--render-repeats", type=int, default=3)
+    ap.add_argument("--max-render-hierarchical", type=int, default=100,
+                    help="largest render size timed for hierarchical-sampler presets (paper)")
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
     import jax
@@ -142,7 +147,8 @@ def main() -> int:
     results = {}
     for preset in args.presets:
         print(f"measuring {preset} ...", flush=True)
-        results[preset] = measure(preset, scene, args.steps, args.grid_warmup, args.render_sizes, args.render_repeats)
+        results[preset] = measure(preset, scene, args.steps, args.grid_warmup, args.render_sizes, args.render_repeats,
+                                  args.max_render_hierarchical)
         r = results[preset]
         print(f"  {r['rays_per_s']:.0f} rays/s, {r['samples_per_s'] / 1e6:.2f} M samples/s, "
               f"utilisation {100 * r['utilisation_vs_matmul']:.0f}% of a matmul, render "
