@@ -102,6 +102,10 @@ class ModelConfig:
     """Radius of the region left as it is by the contraction (the foreground)."""
     lindisp: bool = False
     """Hierarchical sampler: space coarse samples evenly in inverse depth (for distant backgrounds)."""
+    mip: bool = False
+    """mip-NeRF: encode each sample's conical frustum (pixel footprint) with the integrated positional
+    encoding instead of a point, so the field is pre-filtered for rendering at other scales (hierarchical
+    sampler, frequency encoding)."""
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     """Matmul dtype of the MLPs (accumulation and the integrator stay float32)."""
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nerfkit import integrator, occupancy, sampling
+from nerfkit import integrator, mip, occupancy, sampling
 from nerfkit.config import ModelConfig
 from nerfkit.errors import InputError
 from nerfkit.fields import NeRFField
@@ -24,6 +24,8 @@ class NeRFModel(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, aabb=((-1.5,) * 3, (1.5,) * 3)):
         self.cfg = cfg
         dtype = jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else jnp.float32
+        if cfg.mip and (cfg.sampler != "hierarchical" or cfg.contraction):
+            raise InputError("mip needs the hierarchical sampler (and no contraction)", field="--model.mip")
         if cfg.contraction:  # the field lives in the contracted ball of radius 2
             if cfg.sampler != "hierarchical":
                 raise InputError("contraction needs the hierarchical sampler", field="--model.sampler")
@@ -46,6 +48,13 @@ def contract(x: jax.Array, radius: float = 1.0) -> jax.Array:
 
 
 def _evaluate(field: NeRFField, rays: Rays, t: jax.Array, background, cfg: ModelConfig) -> dict:
+    if cfg.mip:  # the frustum of each interval as a Gaussian; the field encodes it with the IPE
+        radii = jnp.zeros(rays.origins.shape[:-1]) if rays.radii is None else rays.radii
+        mean, cov = mip.frustum_to_gaussian(rays.origins, rays.directions, t[..., :-1], t[..., 1:], radii)
+        sigma, rgb = field(mean, rays.viewdirs[..., None, :], cov=cov)
+        out = integrator.volume_render(sigma, rgb, t, background)
+        out["t"] = t
+        return out
     tmid = 0.5 * (t[..., 1:] + t[..., :-1])  # [B, S]
     points = rays.origins[..., None, :] + tmid[..., None] * rays.directions[..., None, :]
     if cfg.contraction:

@@ -24,7 +24,8 @@ RenderFn = Callable[[nnx.State, jax.Array, jax.Array], dict]
 
 def make_render_fn(graphdef, model_cfg=None, *, near: float, far: float, aabb, background,
                    samples_per_ray: int = 16, mesh=None) -> RenderFn:
-    """A render function ``fn(state, origins [C, 3], directions [C, 3]) -> {rgb [C,3], depth [C], opacity [C]}``.
+    """A render function ``fn(state, origins [C, 3], directions [C, 3], radii [C] = None) -> {rgb [C,3], depth [C],
+    opacity [C]}`` (``radii``: pixel cone radii at unit distance, for mip-NeRF models; None: zero).
 
     ``state`` is ``(params, occupied)``: the model parameters and the occupancy grid (bool [R]^3). With the
     occupancy sampler, a chunk's samples are packed into ``C * samples_per_ray`` slots (empty space and
@@ -37,11 +38,12 @@ def make_render_fn(graphdef, model_cfg=None, *, near: float, far: float, aabb, b
     kw = dict(near=near, far=far, aabb=aabb, background=background)
 
     @jax.jit
-    def per_ray(state, origins, directions):
+    def per_ray(state, origins, directions, radii=None):
         params, occupied = state
         model = nnx.merge(graphdef, params)
         origins, directions = parallel.shard_batch(origins, mesh), parallel.shard_batch(directions, mesh)
-        rays = Rays(origins=origins, directions=directions, viewdirs=directions)
+        radii = None if radii is None else parallel.shard_batch(radii, mesh)
+        rays = Rays(origins=origins, directions=directions, viewdirs=directions, radii=radii)
         out = render_rays(model, rays, jax.random.key(0), randomized=False, occupied=occupied, **kw)
         return {k: out[k] for k in ("rgb", "depth", "opacity")}
 
@@ -49,7 +51,7 @@ def make_render_fn(graphdef, model_cfg=None, *, near: float, far: float, aabb, b
         return per_ray
 
     @jax.jit
-    def packed(state, origins, directions):
+    def packed(state, origins, directions, radii=None):  # radii: unused (no mip with the occupancy sampler)
         params, occupied = state
         model = nnx.merge(graphdef, params)
         origins, directions = parallel.shard_batch(origins, mesh), parallel.shard_batch(directions, mesh)
@@ -69,17 +71,28 @@ class PackedRenderFn:
     packed: RenderFn
     per_ray: RenderFn
 
-    def __call__(self, state, origins, directions):
-        return self.packed(state, origins, directions)
+    def __call__(self, state, origins, directions, radii=None):
+        return self.packed(state, origins, directions, radii)
 
 
-def render_rays_chunked(fn: RenderFn, params, origins: np.ndarray, directions: np.ndarray, chunk: int) -> dict:
-    """Render rays of any batch shape [..., 3] chunk by chunk; returns NumPy arrays of that batch shape."""
+def render_rays_chunked(fn: RenderFn, params, origins: np.ndarray, directions: np.ndarray, chunk: int,
+                        radii: np.ndarray | None = None) -> dict:
+    """Render rays of any batch shape [..., 3] chunk by chunk; returns NumPy arrays of that batch shape.
+
+    ``radii`` [...]: pixel cone radii (mip-NeRF models), or None."""
     batch = origins.shape[:-1]
     o = np.asarray(origins, np.float32).reshape(-1, 3)
     d = np.asarray(directions, np.float32).reshape(-1, 3)
+    r = None if radii is None else np.broadcast_to(np.asarray(radii, np.float32), batch).reshape(-1, 1)
     n = o.shape[0]
-    outs = [fn(params, *_pad(o[i : i + chunk], d[i : i + chunk], chunk)) for i in range(0, n, chunk)]
+
+    def call(f, idx, size):
+        if r is None:
+            return f(params, *_pad(size, o[idx], d[idx]))
+        oo, dd, rr = _pad(size, o[idx], d[idx], r[idx])
+        return f(params, oo, dd, rr[:, 0])
+
+    outs = [call(fn, slice(i, i + chunk), chunk) for i in range(0, n, chunk)]
     outs = jax.device_get(outs)  # every chunk was dispatched before this first wait
     res = {k: np.concatenate([x[k] for x in outs])[:n] for k in outs[0]}
     if isinstance(fn, PackedRenderFn):  # redo the rays whose samples did not fit in the chunk's budget
@@ -87,25 +100,27 @@ def render_rays_chunked(fn: RenderFn, params, origins: np.ndarray, directions: n
         small = max(chunk // 8, 256)
         for i in range(0, len(redo), small):
             idx = redo[i : i + small]
-            r = jax.device_get(fn.per_ray(params, *_pad(o[idx], d[idx], small)))
+            redone = jax.device_get(call(fn.per_ray, idx, small))
             for k in res:
-                res[k][idx] = r[k][: len(idx)]
+                res[k][idx] = redone[k][: len(idx)]
     return {k: v.reshape(*batch, *v.shape[1:]) for k, v in res.items()}
 
 
-def _pad(o: np.ndarray, d: np.ndarray, size: int):
-    """Pad a partial chunk to ``size`` rays (one compiled shape for every chunk)."""
-    pad = size - o.shape[0]
+def _pad(size: int, *arrays: np.ndarray):
+    """Pad the arrays of a partial chunk to ``size`` rows (one compiled shape for every chunk)."""
+    pad = size - arrays[0].shape[0]
     if pad:
-        o = np.concatenate([o, np.repeat(o[-1:], pad, 0)])
-        d = np.concatenate([d, np.repeat(d[-1:], pad, 0)])
-    return o, d
+        arrays = [np.concatenate([a, np.repeat(a[-1:], pad, 0)]) for a in arrays]
+    return tuple(arrays)
 
 
 def render_view(fn: RenderFn, params, cams: Cameras, index: int, chunk: int) -> dict:
     """Render view ``index`` of ``cams``: ``rgb`` [H, W, 3], ``depth`` [H, W], ``opacity`` [H, W]."""
+    from nerfkit.mip import pixel_radius
+
     rays = cam.image_rays(cams, index, np)
-    return render_rays_chunked(fn, params, rays.origins, rays.directions, chunk)
+    radii = np.full(rays.origins.shape[:-1], float(pixel_radius(float(cams.fx[index]))), np.float32)
+    return render_rays_chunked(fn, params, rays.origins, rays.directions, chunk, radii=radii)
 
 
 def render_path(run_dir, path: str = "auto", frames: int = 120, fps: float = 30, width: int | None = None,

@@ -89,26 +89,34 @@ def make_grid_update(graphdef, cfg: ModelConfig, aabb, chunk: int = 65536, mesh=
 
 @dataclasses.dataclass
 class TrainData:
-    """Every training ray, on the device: origins, directions [R, 3] and premultiplied RGBA [R, 4]."""
+    """Every training ray, on the device: origins, directions [R, 3], premultiplied RGBA [R, 4] and the pixel
+    cone radius [R] (mip-NeRF)."""
 
     origins: jax.Array
     directions: jax.Array
     rgba: jax.Array
+    radii: jax.Array
 
     @classmethod
     def from_scene(cls, scene: Scene) -> "TrainData":
         split = scene.splits["train"]
-        o, d = cam.all_rays(split.cameras)
+        from nerfkit.mip import pixel_radius
+
+        cams = split.cameras
+        o, d = cam.all_rays(cams)
+        radii = np.repeat(np.asarray(pixel_radius(np.asarray(cams.fx, np.float32))), cams.width * cams.height)
         return cls(
             origins=jnp.asarray(o.reshape(-1, 3)),
             directions=jnp.asarray(d.reshape(-1, 3)),
             rgba=jnp.asarray(split.rgba.reshape(-1, 4)),
+            radii=jnp.asarray(radii, jnp.float32),
         )
 
 
 def make_train_step(graphdef, tx, *, batch_rays: int, near, far, aabb, background: str, seed: int,
                     sample_budget: int = 0, mesh=None):
-    """The jitted ``step(params, opt_state, step, lr, origins, directions, rgba, occupied) -> (params, opt_state, metrics)``.
+    """The jitted ``step(params, opt_state, step, lr, origins, directions, rgba, occupied, radii=None) -> (params,
+    opt_state, metrics)`` (``radii`` [R]: the rays' pixel cone radii, for mip-NeRF models).
 
     With a ``mesh`` (see :mod:`nerfkit.parallel`), the batch's rays are split across its devices: pass
     replicated inputs; the result is the single-device step's up to float rounding.
@@ -132,11 +140,12 @@ def make_train_step(graphdef, tx, *, batch_rays: int, near, far, aabb, backgroun
             loss = loss + jnp.mean((out["coarse"]["rgb"] - target) ** 2)
         return loss, (mse, jnp.float32(batch_rays), jnp.int32(0))
 
-    def step_fn(params, opt_state, step, lr, origins, directions, rgba, occupied):
+    def step_fn(params, opt_state, step, lr, origins, directions, rgba, occupied, radii=None):
         key = jax.random.fold_in(base_key, step)
         k_idx, k_bg, k_render = jax.random.split(key, 3)
         idx = parallel.shard_batch(jax.random.randint(k_idx, (batch_rays,), 0, origins.shape[0]), mesh)
-        rays = Rays(origins=origins[idx], directions=directions[idx], viewdirs=directions[idx])
+        rays = Rays(origins=origins[idx], directions=directions[idx], viewdirs=directions[idx],
+                    radii=None if radii is None else radii[idx])
         pix = rgba[idx]
         bg = jax.random.uniform(k_bg, (batch_rays, 3)) if background == "random" else fixed_bg
         if background == "random":
@@ -316,7 +325,7 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
             if use_grid and step % cfg.model.grid_update_every == 0 and step > 0:
                 grid = grid_update(params, grid, jax.random.fold_in(grid_key, step))
             params, opt_state, m = train_step(params, opt_state, step, lr, data.origins, data.directions, data.rgba,
-                                              grid["occupied"])
+                                              grid["occupied"], data.radii if cfg.model.mip else None)
             step += 1
             pending.append((step, m, lr))
             first = not warmed_up

@@ -130,11 +130,14 @@ class Rays:
         (NDC z = +1).
       viewdirs: float32 [..., 3] unit direction fed to the view-dependent colour branch (the world-space
         direction, also for NDC cameras).
+      radii: float32 [...] or None: the radius, at unit distance, of the cone a ray stands for (its pixel's
+        footprint; used by mip-NeRF's integrated encoding). None: rays are lines.
     """
 
     origins: jax.Array
     directions: jax.Array
     viewdirs: jax.Array
+    radii: jax.Array | None = None
 
     def reshape(self, *shape) -> "Rays":
         return jax.tree_util.tree_map(lambda x: x.reshape(*shape, x.shape[-1]), self)
