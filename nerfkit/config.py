@@ -56,10 +56,11 @@ class FieldConfig:
     """Hash grid: coarsest resolution (cells per side of the scene box)."""
     hash_max_res: int = 512
     """Hash grid: finest resolution."""
-    fourier_features: int = 256
+    fourier_features: int = 128
     """Fourier features: m, the number of random frequencies (the encoding has 2 m dims: cos and sin)."""
-    fourier_scale: float = 10.0
-    """Fourier features: sigma, the standard deviation of the frequencies, in cycles per side of the scene box."""
+    fourier_scale: float = 4.0
+    """Fourier features: sigma, the standard deviation of the frequencies, in cycles per side of the scene box
+    (on lego, 2-5 learn as fast as PE; 8 and above stall at the start: in 3D few frequencies are low)."""
     fourier_seed: int = 0
     """Fourier features: seed of the fixed frequency matrix B (not trained; rebuilt from this seed on load)."""
     siren_w0: float = 30.0

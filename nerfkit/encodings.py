@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax.numpy as jnp
+import numpy as np
 
 
 def positional_encoding(x: jnp.ndarray, num_freqs: int, include_input: bool = True) -> jnp.ndarray:
@@ -36,6 +38,58 @@ def positional_encoding(x: jnp.ndarray, num_freqs: int, include_input: bool = Tr
 def encoding_dim(in_dim: int, num_freqs: int, include_input: bool = True) -> int:
     """Output width of :func:`positional_encoding`."""
     return in_dim * (int(include_input) + 2 * num_freqs)
+
+
+@functools.lru_cache(maxsize=64)
+def gaussian_fourier_matrix(num_features: int, scale: float, seed: int = 0, in_dim: int = 3) -> np.ndarray:
+    """The fixed frequency matrix B of Gaussian random Fourier features: entries i.i.d. N(0, scale^2).
+
+    Drawn with NumPy's PCG64 generator from ``seed`` (not from JAX's PRNG, whose streams have changed between
+    JAX versions), so the same config rebuilds the same B in any process: B is never trained and never
+    stored in a checkpoint.
+
+    Args:
+      num_features: m, the number of frequencies; scale: sigma; seed: generator seed; in_dim: D.
+    Returns:
+      float32 [m, D], read-only (cached).
+
+    >>> gaussian_fourier_matrix(4, 10.0).shape
+    (4, 3)
+    """
+    b = (np.random.default_rng(seed).standard_normal((num_features, in_dim)) * scale).astype(np.float32)
+    b.setflags(write=False)
+    return b
+
+
+def fourier_features(v: jnp.ndarray, b: jnp.ndarray, var: jnp.ndarray | None = None) -> jnp.ndarray:
+    """Random Fourier features (Tancik et al. 2020, section 4): ``gamma(v) = [cos(2 pi B v), sin(2 pi B v)]``.
+
+    With ``B`` from :func:`gaussian_fourier_matrix` this is their Gaussian mapping (a_j = 1): feature j is a
+    plane wave of ``|B_j|`` cycles per unit of ``v`` along ``B_j``.
+
+    Args:
+      v: float32 [..., D] points (nerfkit's fields pass the scene box mapped to [0, 1]^D); b: float32 [m, D].
+      var: optional float32 [..., D] diagonal covariance of ``v``: then the features are their expectation
+        for ``v ~ N(v, diag(var))`` (as mip-NeRF's IPE), each damped by ``exp(-2 pi^2 sum_d B_jd^2 var_d)``.
+    Returns:
+      float32 [..., 2 m], ordered [cos of all m frequencies, then sin of all m].
+
+    >>> fourier_features(jnp.zeros((2, 3)), jnp.ones((4, 3))).shape
+    (2, 8)
+    """
+    w = 2.0 * np.pi * jnp.asarray(b, v.dtype)  # [m, D]
+    proj = v @ w.T  # [..., m]: one matmul (counted by field_flops)
+    # cos(t) = sin(t + pi/2): one transcendental call for both halves.
+    enc = jnp.sin(jnp.concatenate([proj + 0.5 * np.pi, proj], axis=-1))
+    if var is None:
+        return enc
+    damp = jnp.exp(-0.5 * (var @ (w ** 2).T))  # E[e^{i w.x}] = e^{i w.mu} e^{-w^T Sigma w / 2}
+    return enc * jnp.concatenate([damp, damp], axis=-1)
+
+
+def fourier_dim(num_features: int) -> int:
+    """Output width of :func:`fourier_features`: 2 m."""
+    return 2 * num_features
 
 
 _PRIMES = (1, 2654435761, 805459861)  # Instant-NGP's spatial hash (Teschner et al. 2003)

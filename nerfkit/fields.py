@@ -1,16 +1,68 @@
-"""Radiance fields as Flax NNX modules."""
+"""Radiance fields as Flax NNX modules.
+
+One MLP, :class:`NeRFField`, with interchangeable position encodings and activations:
+
+- ``encoding="frequency"``: NeRF's positional encoding of world coordinates (``pos_freqs=0``: raw xyz).
+- ``encoding="hash"``: a multiresolution hash grid over the scene box (Instant-NGP).
+- ``encoding="fourier"``: Gaussian random Fourier features (Tancik et al. 2020) of the scene box mapped to
+  [0, 1]^3, so ``fourier_scale`` is in cycles per side of the box. ``B`` is a constant rebuilt from
+  ``fourier_seed``: it is not an ``nnx.Param`` (the optimiser never sees it) and not state at all, so
+  ``nnx.split(model, nnx.Param)`` and a checkpoint restore into a freshly built model both just work.
+- ``activation="sine"``: SIREN (Sitzmann et al. 2020): every hidden layer computes ``sin(w0 (W h + b))``;
+  the first layer's W ~ U(-1/n, 1/n), later layers' W ~ U(-sqrt(6/n)/w0, sqrt(6/n)/w0) (n: fan-in), biases
+  U(-1/sqrt(n), 1/sqrt(n)) (PyTorch's default, which the SIREN reference code keeps; zero biases would make
+  the field an odd function of its input). The linear heads (density, feature, colour) keep Flax's
+  default LeCun-normal initialisation, which suits inputs of variance 1/2 (SIREN's arcsine-distributed
+  activations).
+
+Every field also takes an optional diagonal covariance ``cov`` of its input points (mip-NeRF: the Gaussian of
+a conical frustum, ``--model.mip``): ``frequency`` then uses the integrated positional encoding and
+``fourier`` the same expectation of its features; the hash grid has no integrated form and refuses it.
+"""
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from nerfkit import mip
 from nerfkit.config import FieldConfig
-from nerfkit.encodings import encoding_dim, hash_grid_encoding, hash_grid_resolutions, positional_encoding
+from nerfkit.encodings import (encoding_dim, fourier_dim, fourier_features, gaussian_fourier_matrix,
+                                hash_grid_encoding, hash_grid_resolutions, positional_encoding)
+from nerfkit.errors import InputError
 
 _ACTIVATIONS = {"relu": jax.nn.relu, "softplus": jax.nn.softplus, "silu": jax.nn.silu, "gelu": jax.nn.gelu}
 _DENSITY = {"relu": jax.nn.relu, "softplus": jax.nn.softplus, "exp": lambda x: jnp.exp(jnp.minimum(x, 15.0))}
+
+
+def _uniform(bound: float):
+    """Initializer drawing from U(-bound, bound)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def siren_init(fan_in: int, w0: float, first: bool) -> dict:
+    """``kernel_init`` and ``bias_init`` of a SIREN layer ``sin(w0 (W h + b))`` (Sitzmann et al. 2020, sec. 3.2).
+
+    W ~ U(-1/n, 1/n) for the first layer, U(-sqrt(6/n)/w0, sqrt(6/n)/w0) after it; b ~ U(-1/sqrt(n), 1/sqrt(n)).
+    """
+    bound = 1.0 / fan_in if first else math.sqrt(6.0 / fan_in) / w0
+    return {"kernel_init": _uniform(bound), "bias_init": _uniform(1.0 / math.sqrt(fan_in))}
+
+
+def input_dim(cfg: FieldConfig) -> int:
+    """Width of the encoded position that enters the trunk."""
+    if cfg.encoding == "hash":
+        return cfg.hash_levels * cfg.hash_features
+    if cfg.encoding == "fourier":
+        return fourier_dim(cfg.fourier_features)
+    return encoding_dim(3, cfg.pos_freqs)
 
 
 class NeRFField(nnx.Module):
@@ -18,45 +70,71 @@ class NeRFField(nnx.Module):
 
     Encoded position -> ``depth`` dense layers of ``width`` (the encoded input concatenated again after the
     layers in ``skips``) -> density head; a linear feature layer, concatenated with the encoded view
-    direction, -> one ``view_width`` layer -> sigmoid RGB.
+    direction, -> one ``view_width`` layer -> sigmoid RGB. The encoding and the hidden activation (SIREN's
+    sine included) are chosen by the config; see the module docstring.
     """
 
     def __init__(self, cfg: FieldConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, aabb=((-1.5,) * 3, (1.5,) * 3)):
         self.cfg = cfg
         self.dtype = dtype
+        self.aabb = tuple(tuple(float(v) for v in row) for row in aabb)  # static: hashable, in the graphdef
         if cfg.encoding == "hash":
-            self.aabb = tuple(tuple(float(v) for v in row) for row in aabb)
             self.resolutions = tuple(hash_grid_resolutions(cfg.hash_levels, cfg.hash_min_res, cfg.hash_max_res))
             shape = (cfg.hash_levels, 2**cfg.hash_log2_size, cfg.hash_features)
             self.table = nnx.Param(jax.random.uniform(rngs.params(), shape, jnp.float32, -1e-4, 1e-4))
-            in_dim = cfg.hash_levels * cfg.hash_features
-        else:
-            in_dim = encoding_dim(3, cfg.pos_freqs)
+        in_dim = input_dim(cfg)
+        sine = cfg.activation == "sine"
+
+        def hidden(n_in, n_out, first=False):
+            init = siren_init(n_in, cfg.siren_w0, first) if sine else {}
+            return nnx.Linear(n_in, n_out, rngs=rngs, dtype=dtype, **init)
+
         trunk = []
         d = in_dim
         for i in range(cfg.depth):
-            trunk.append(nnx.Linear(d, cfg.width, rngs=rngs, dtype=dtype))
+            trunk.append(hidden(d, cfg.width, first=i == 0))
             d = cfg.width + (in_dim if i in cfg.skips else 0)
         self.trunk = nnx.List(trunk)
         self.density = nnx.Linear(d, 1, rngs=rngs, dtype=dtype)
         if cfg.use_viewdirs:
             self.feature = nnx.Linear(d, cfg.width, rngs=rngs, dtype=dtype)
-            self.view = nnx.Linear(cfg.width + encoding_dim(3, cfg.dir_freqs), cfg.view_width, rngs=rngs, dtype=dtype)
+            self.view = hidden(cfg.width + encoding_dim(3, cfg.dir_freqs), cfg.view_width)
             self.color = nnx.Linear(cfg.view_width, 3, rngs=rngs, dtype=dtype)
         else:
             self.color = nnx.Linear(d, 3, rngs=rngs, dtype=dtype)
 
-    def _trunk(self, x: jax.Array):
+    def _act(self, z: jax.Array) -> jax.Array:
+        if self.cfg.activation == "sine":
+            return jnp.sin(self.cfg.siren_w0 * z)
+        return _ACTIVATIONS[self.cfg.activation](z)
+
+    def encode(self, x: jax.Array, cov: jax.Array | None = None) -> jax.Array:
+        """The encoded position [..., input_dim(cfg)] of points x float32 [..., 3] in world coordinates.
+
+        ``cov``: optional float32 [..., 3] diagonal covariance of x (world units squared): encode the expectation.
+        """
         cfg = self.cfg
-        act = _ACTIVATIONS[cfg.activation]
-        if cfg.encoding == "hash":
+        if cfg.encoding in ("hash", "fourier"):
             lo, hi = jnp.asarray(self.aabb[0]), jnp.asarray(self.aabb[1])
-            enc = hash_grid_encoding((x - lo) / (hi - lo), self.table[...], self.resolutions).astype(self.dtype)
-        else:
-            enc = positional_encoding(x, cfg.pos_freqs).astype(self.dtype)
+            unit = (x - lo) / (hi - lo)  # the scene box -> [0, 1]^3
+            if cfg.encoding == "hash":
+                if cov is not None:
+                    raise InputError("the hash grid has no integrated (mip) encoding: use encoding frequency or "
+                                     "fourier", field="--model.mip")
+                return hash_grid_encoding(unit, self.table[...], self.resolutions).astype(self.dtype)
+            b = gaussian_fourier_matrix(cfg.fourier_features, cfg.fourier_scale, cfg.fourier_seed)
+            var = None if cov is None else cov / (hi - lo) ** 2
+            return fourier_features(unit, b, var).astype(self.dtype)
+        if cov is not None:
+            return mip.integrated_pos_enc(x, cov, cfg.pos_freqs).astype(self.dtype)
+        return positional_encoding(x, cfg.pos_freqs).astype(self.dtype)
+
+    def _trunk(self, x: jax.Array, cov: jax.Array | None = None):
+        cfg = self.cfg
+        enc = self.encode(x, cov)
         h = enc
         for i, layer in enumerate(self.trunk):
-            h = act(layer(h))
+            h = self._act(layer(h))
             if i in cfg.skips:
                 h = jnp.concatenate([h, enc], axis=-1)
         raw_sigma = self.density(h)[..., 0].astype(jnp.float32) + cfg.density_bias
@@ -66,29 +144,34 @@ class NeRFField(nnx.Module):
         """sigma float32 [...] at points [..., 3], without the colour branch."""
         return self._trunk(x)[1]
 
-    def __call__(self, x: jax.Array, viewdirs: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array, viewdirs: jax.Array | None = None,
+                 cov: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         """Evaluate the field.
 
         Args:
-          x: float32 [..., 3] points; viewdirs: float32 [..., 3] unit directions (broadcastable to x).
+          x: float32 [..., 3] points (or Gaussian means); viewdirs: float32 [..., 3] unit directions
+            (broadcastable to x); cov: optional float32 [..., 3] diagonal covariances of x (mip-NeRF).
         Returns:
           (sigma float32 [...] >= 0, rgb float32 [..., 3] in (0, 1)).
         """
         cfg = self.cfg
-        act = _ACTIVATIONS[cfg.activation]
-        h, sigma = self._trunk(x)
+        h, sigma = self._trunk(x, cov)
         if cfg.use_viewdirs:
             denc = positional_encoding(jnp.broadcast_to(viewdirs, x.shape), cfg.dir_freqs).astype(self.dtype)
             h = jnp.concatenate([self.feature(h), denc], axis=-1)
-            h = act(self.view(h))
+            h = self._act(self.view(h))
         rgb = jax.nn.sigmoid(self.color(h).astype(jnp.float32))
         return sigma, rgb
 
 
 def field_flops(cfg: FieldConfig) -> int:
-    """Multiply-adds x 2 of one forward evaluation (matmuls only), for utilisation figures."""
-    in_dim = cfg.hash_levels * cfg.hash_features if cfg.encoding == "hash" else encoding_dim(3, cfg.pos_freqs)
-    flops, d = 0, in_dim
+    """Multiply-adds x 2 of one forward evaluation (matmuls only), for utilisation figures.
+
+    Counts every dense layer and, for ``fourier``, the projection ``B v`` (3 -> m); not the encodings'
+    elementwise work, the hash grid's gathers, or activations (sine included).
+    """
+    in_dim = input_dim(cfg)
+    flops, d = (2 * 3 * cfg.fourier_features if cfg.encoding == "fourier" else 0), in_dim
     for i in range(cfg.depth):
         flops += 2 * d * cfg.width
         d = cfg.width + (in_dim if i in cfg.skips else 0)

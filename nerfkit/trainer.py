@@ -378,7 +378,8 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
     finally:
         progress.close()
         jax.block_until_ready(params)
-        save(step)
+        if checkpointer.latest_step() != step:  # the timing save after step 1 may already hold this step
+            save(step)
         checkpointer.close()
 
     if stop_reason != "interrupted":
