@@ -103,6 +103,11 @@ class ModelConfig:
     """Radius of the region left as it is by the contraction (the foreground)."""
     lindisp: bool = False
     """Hierarchical sampler: space coarse samples evenly in inverse depth (for distant backgrounds)."""
+    appearance_dim: int = 0
+    """Per-training-image appearance embeddings of this width (NeRF-W), fed to the colour branch, so
+    exposure / white balance / lighting that changes between photos is explained per image (0: off)."""
+    appearance_render: int = -1
+    """Appearance used for novel views: -1 the mean of the training images' embeddings, i >= 0 image i's."""
     mip: bool = False
     """mip-NeRF: encode each sample's conical frustum (pixel footprint) with the integrated positional
     encoding instead of a point, so the field is pre-filtered for rendering at other scales (hierarchical

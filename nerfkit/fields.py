@@ -74,8 +74,10 @@ class NeRFField(nnx.Module):
     sine included) are chosen by the config; see the module docstring.
     """
 
-    def __init__(self, cfg: FieldConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, aabb=((-1.5,) * 3, (1.5,) * 3)):
+    def __init__(self, cfg: FieldConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, aabb=((-1.5,) * 3, (1.5,) * 3),
+                 appearance_dim: int = 0):
         self.cfg = cfg
+        self.appearance_dim = appearance_dim  # width of a per-image appearance code fed to the colour branch
         self.dtype = dtype
         self.aabb = tuple(tuple(float(v) for v in row) for row in aabb)  # static: hashable, in the graphdef
         if cfg.encoding == "hash":
@@ -98,10 +100,10 @@ class NeRFField(nnx.Module):
         self.density = nnx.Linear(d, 1, rngs=rngs, dtype=dtype)
         if cfg.use_viewdirs:
             self.feature = nnx.Linear(d, cfg.width, rngs=rngs, dtype=dtype)
-            self.view = hidden(cfg.width + encoding_dim(3, cfg.dir_freqs), cfg.view_width)
+            self.view = hidden(cfg.width + encoding_dim(3, cfg.dir_freqs) + appearance_dim, cfg.view_width)
             self.color = nnx.Linear(cfg.view_width, 3, rngs=rngs, dtype=dtype)
         else:
-            self.color = nnx.Linear(d, 3, rngs=rngs, dtype=dtype)
+            self.color = nnx.Linear(d + appearance_dim, 3, rngs=rngs, dtype=dtype)
 
     def _act(self, z: jax.Array) -> jax.Array:
         if self.cfg.activation == "sine":
@@ -145,21 +147,28 @@ class NeRFField(nnx.Module):
         return self._trunk(x)[1]
 
     def __call__(self, x: jax.Array, viewdirs: jax.Array | None = None,
-                 cov: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+                 cov: jax.Array | None = None, appearance: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         """Evaluate the field.
 
         Args:
           x: float32 [..., 3] points (or Gaussian means); viewdirs: float32 [..., 3] unit directions
-            (broadcastable to x); cov: optional float32 [..., 3] diagonal covariances of x (mip-NeRF).
+            (broadcastable to x); cov: optional float32 [..., 3] diagonal covariances of x (mip-NeRF);
+          appearance: float32 [..., appearance_dim] per-image appearance code (broadcastable to x's batch;
+            NeRF-W), required when the field was built with ``appearance_dim > 0``.
         Returns:
           (sigma float32 [...] >= 0, rgb float32 [..., 3] in (0, 1)).
         """
         cfg = self.cfg
         h, sigma = self._trunk(x, cov)
+        extra = []
+        if self.appearance_dim:
+            extra = [jnp.broadcast_to(appearance, (*x.shape[:-1], self.appearance_dim)).astype(self.dtype)]
         if cfg.use_viewdirs:
             denc = positional_encoding(jnp.broadcast_to(viewdirs, x.shape), cfg.dir_freqs).astype(self.dtype)
-            h = jnp.concatenate([self.feature(h), denc], axis=-1)
+            h = jnp.concatenate([self.feature(h), denc, *extra], axis=-1)
             h = self._act(self.view(h))
+        elif extra:
+            h = jnp.concatenate([h, *extra], axis=-1)
         rgb = jax.nn.sigmoid(self.color(h).astype(jnp.float32))
         return sigma, rgb
 

@@ -21,7 +21,7 @@ class NeRFModel(nnx.Module):
     where the coarse weights are. ``occupancy`` sampling: the coarse field alone, sampled in occupied cells.
     """
 
-    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, aabb=((-1.5,) * 3, (1.5,) * 3)):
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, aabb=((-1.5,) * 3, (1.5,) * 3), num_images: int = 0):
         self.cfg = cfg
         dtype = jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else jnp.float32
         if cfg.mip and (cfg.sampler != "hierarchical" or cfg.contraction):
@@ -30,9 +30,31 @@ class NeRFModel(nnx.Module):
             if cfg.sampler != "hierarchical":
                 raise InputError("contraction needs the hierarchical sampler", field="--model.sampler")
             aabb = ((-2.0,) * 3, (2.0,) * 3)
-        self.coarse = NeRFField(cfg.coarse, rngs=rngs, dtype=dtype, aabb=aabb)
+        app = cfg.appearance_dim
+        self.coarse = NeRFField(cfg.coarse, rngs=rngs, dtype=dtype, aabb=aabb, appearance_dim=app)
         use_fine = cfg.sampler == "hierarchical" and cfg.num_fine > 0
-        self.fine = NeRFField(cfg.fine, rngs=rngs, dtype=dtype, aabb=aabb) if use_fine else None
+        self.fine = NeRFField(cfg.fine, rngs=rngs, dtype=dtype, aabb=aabb, appearance_dim=app) if use_fine else None
+        if app:
+            if cfg.appearance_render >= max(num_images, 1):
+                raise InputError(f"is {cfg.appearance_render}, the scene has {num_images} training images",
+                                 field="--model.appearance-render")
+            self.appearance = nnx.Embed(max(num_images, 1), app, rngs=rngs,
+                                        embedding_init=nnx.initializers.normal(0.01))
+
+
+def appearance_codes(model: NeRFModel, rays: Rays) -> jax.Array | None:
+    """float32 [B, appearance_dim] appearance code of each ray, or None without embeddings.
+
+    Training rays carry ``image_ids``; novel views use the mean of all training images' codes (or the one
+    ``appearance_render`` names)."""
+    cfg = model.cfg
+    if not cfg.appearance_dim:
+        return None
+    if rays.image_ids is not None:
+        return model.appearance(rays.image_ids)
+    table = model.appearance.embedding[...]
+    code = jnp.mean(table, axis=0) if cfg.appearance_render < 0 else table[cfg.appearance_render]
+    return jnp.broadcast_to(code, (*rays.origins.shape[:-1], cfg.appearance_dim))
 
 
 def contract(x: jax.Array, radius: float = 1.0) -> jax.Array:
@@ -47,11 +69,15 @@ def contract(x: jax.Array, radius: float = 1.0) -> jax.Array:
     return jnp.where(n <= 1.0, x, (2.0 - 1.0 / safe) * x / safe)
 
 
-def _evaluate(field: NeRFField, rays: Rays, t: jax.Array, background, cfg: ModelConfig) -> dict:
+def _per_sample(app):
+    return None if app is None else app[..., None, :]
+
+
+def _evaluate(field: NeRFField, rays: Rays, t: jax.Array, background, cfg: ModelConfig, app=None) -> dict:
     if cfg.mip:  # the frustum of each interval as a Gaussian; the field encodes it with the IPE
         radii = jnp.zeros(rays.origins.shape[:-1]) if rays.radii is None else rays.radii
         mean, cov = mip.frustum_to_gaussian(rays.origins, rays.directions, t[..., :-1], t[..., 1:], radii)
-        sigma, rgb = field(mean, rays.viewdirs[..., None, :], cov=cov)
+        sigma, rgb = field(mean, rays.viewdirs[..., None, :], cov=cov, appearance=_per_sample(app))
         out = integrator.volume_render(sigma, rgb, t, background)
         out["t"] = t
         return out
@@ -59,7 +85,7 @@ def _evaluate(field: NeRFField, rays: Rays, t: jax.Array, background, cfg: Model
     points = rays.origins[..., None, :] + tmid[..., None] * rays.directions[..., None, :]
     if cfg.contraction:
         points = contract(points, cfg.contraction_radius)
-    sigma, rgb = field(points, rays.viewdirs[..., None, :])
+    sigma, rgb = field(points, rays.viewdirs[..., None, :], appearance=_per_sample(app))
     out = integrator.volume_render(sigma, rgb, t, background)
     out["t"] = t
     return out
@@ -105,17 +131,18 @@ def render_rays(
                                          dt=dt, march_steps=cfg.march_steps, max_samples=cfg.max_samples,
                                          randomized=randomized)
         points = rays.origins[..., None, :] + tmid[..., None] * rays.directions[..., None, :]
-        sigma, rgb = model.coarse(points, rays.viewdirs[..., None, :])
+        sigma, rgb = model.coarse(points, rays.viewdirs[..., None, :], appearance=_per_sample(appearance_codes(model, rays)))
         out = integrator.composite(integrator.weights_from_deltas(sigma, delta), tmid, rgb, background, t_far)
         return {"rgb": out["rgb"], "depth": out["depth"], "opacity": out["opacity"], "coarse": None}
     k_coarse, k_fine = jax.random.split(key)
     t = sampling.stratified(k_coarse, t_near, t_far, rays.origins.shape[:-1], cfg.num_coarse, randomized,
                             lindisp=cfg.lindisp)
-    coarse = _evaluate(model.coarse, rays, t, background, cfg)
+    app = appearance_codes(model, rays)
+    coarse = _evaluate(model.coarse, rays, t, background, cfg, app)
     if model.fine is None:
         return {**{k: coarse[k] for k in ("rgb", "depth", "opacity")}, "coarse": None}
     t_new = sampling.sample_pdf(k_fine, coarse["t"], coarse["weights"], cfg.num_fine, randomized)
-    fine = _evaluate(model.fine, rays, sampling.merge_samples(coarse["t"], t_new), background, cfg)
+    fine = _evaluate(model.fine, rays, sampling.merge_samples(coarse["t"], t_new), background, cfg, app)
     return {**{k: fine[k] for k in ("rgb", "depth", "opacity")}, "coarse": coarse}
 
 
@@ -136,7 +163,8 @@ def render_rays_packed(model: NeRFModel, rays: Rays, key: jax.Array, *, near: fl
     b = rays.origins.shape[0]
     ray = jnp.minimum(p["ray"], b - 1)  # unused slots read ray b-1's data; their delta is 0
     points = rays.origins[ray] + p["t"][:, None] * rays.directions[ray]
-    sigma, rgb = model.coarse(points, rays.viewdirs[ray])
+    app = appearance_codes(model, rays)
+    sigma, rgb = model.coarse(points, rays.viewdirs[ray], appearance=None if app is None else app[ray])
     out = integrator.composite_packed(sigma, rgb, p["t"], p["delta"], p["ray"], b, background, t_far)
     return {**out, "ray_ok": p["ray_ok"], "n_samples": p["n_samples"]}
 

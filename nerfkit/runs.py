@@ -109,7 +109,7 @@ def load_run(run_dir: Path):
         raise InputError("no such run directory", path=run_dir)
     cfg = load_config(run_dir / "config.json")
     meta = SceneMeta(run_dir / "scene.json")
-    graphdef, params = build_model(cfg.model, cfg.train.seed, meta.aabb)
+    graphdef, params = build_model(cfg.model, cfg.train.seed, meta.aabb, num_images=len(meta.cameras["train"]))
     target = {"params": params, "opt_state": make_optimizer(cfg.train).init(params), "grid": init_grid(cfg.model)}
     with Checkpointer(run_dir, create=False) as ck:
         if ck.latest_step() is None:

@@ -35,9 +35,10 @@ from nerfkit.types import Rays, Scene
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "random": (1.0, 1.0, 1.0)}
 
 
-def build_model(cfg: ModelConfig, seed: int, aabb=((-1.5,) * 3, (1.5,) * 3)):
-    """The model split into (graphdef, params). ``aabb`` [2, 3]: the scene box (grid encodings live in it)."""
-    model = NeRFModel(cfg, rngs=nnx.Rngs(seed), aabb=np.asarray(aabb).tolist())
+def build_model(cfg: ModelConfig, seed: int, aabb=((-1.5,) * 3, (1.5,) * 3), num_images: int = 0):
+    """The model split into (graphdef, params). ``aabb`` [2, 3]: the scene box (grid encodings live in it);
+    ``num_images``: training images (rows of the appearance embedding table, when the config has one)."""
+    model = NeRFModel(cfg, rngs=nnx.Rngs(seed), aabb=np.asarray(aabb).tolist(), num_images=num_images)
     return nnx.split(model, nnx.Param)
 
 
@@ -96,6 +97,7 @@ class TrainData:
     directions: jax.Array
     rgba: jax.Array
     radii: jax.Array
+    image_ids: jax.Array
 
     @classmethod
     def from_scene(cls, scene: Scene) -> "TrainData":
@@ -110,6 +112,7 @@ class TrainData:
             directions=jnp.asarray(d.reshape(-1, 3)),
             rgba=jnp.asarray(split.rgba.reshape(-1, 4)),
             radii=jnp.asarray(radii, jnp.float32),
+            image_ids=jnp.asarray(np.repeat(np.arange(len(cams), dtype=np.int32), cams.width * cams.height)),
         )
 
 
@@ -140,12 +143,13 @@ def make_train_step(graphdef, tx, *, batch_rays: int, near, far, aabb, backgroun
             loss = loss + jnp.mean((out["coarse"]["rgb"] - target) ** 2)
         return loss, (mse, jnp.float32(batch_rays), jnp.int32(0))
 
-    def step_fn(params, opt_state, step, lr, origins, directions, rgba, occupied, radii=None):
+    def step_fn(params, opt_state, step, lr, origins, directions, rgba, occupied, radii=None, image_ids=None):
         key = jax.random.fold_in(base_key, step)
         k_idx, k_bg, k_render = jax.random.split(key, 3)
         idx = parallel.shard_batch(jax.random.randint(k_idx, (batch_rays,), 0, origins.shape[0]), mesh)
         rays = Rays(origins=origins[idx], directions=directions[idx], viewdirs=directions[idx],
-                    radii=None if radii is None else radii[idx])
+                    radii=None if radii is None else radii[idx],
+                    image_ids=None if image_ids is None else image_ids[idx])
         pix = rgba[idx]
         bg = jax.random.uniform(k_bg, (batch_rays, 3)) if background == "random" else fixed_bg
         if background == "random":
@@ -237,7 +241,7 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
     save_config(cfg, out / "config.json")
     runs.save_scene_meta(scene, cfg, out / "scene.json")
 
-    graphdef, params = build_model(cfg.model, tcfg.seed, scene.aabb)
+    graphdef, params = build_model(cfg.model, tcfg.seed, scene.aabb, num_images=len(scene.splits["train"]))
     tx = make_optimizer(tcfg)
     opt_state = tx.init(params)
     grid = init_grid(cfg.model)
@@ -325,7 +329,8 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
             if use_grid and step % cfg.model.grid_update_every == 0 and step > 0:
                 grid = grid_update(params, grid, jax.random.fold_in(grid_key, step))
             params, opt_state, m = train_step(params, opt_state, step, lr, data.origins, data.directions, data.rgba,
-                                              grid["occupied"], data.radii if cfg.model.mip else None)
+                                              grid["occupied"], data.radii if cfg.model.mip else None,
+                                              data.image_ids if cfg.model.appearance_dim else None)
             step += 1
             pending.append((step, m, lr))
             first = not warmed_up

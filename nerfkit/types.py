@@ -132,12 +132,15 @@ class Rays:
         direction, also for NDC cameras).
       radii: float32 [...] or None: the radius, at unit distance, of the cone a ray stands for (its pixel's
         footprint; used by mip-NeRF's integrated encoding). None: rays are lines.
+      image_ids: int32 [...] or None: the training image each ray comes from (appearance embeddings);
+        None for novel views (the model's render-time appearance is used).
     """
 
     origins: jax.Array
     directions: jax.Array
     viewdirs: jax.Array
     radii: jax.Array | None = None
+    image_ids: jax.Array | None = None
 
     def reshape(self, *shape) -> "Rays":
         return jax.tree_util.tree_map(lambda x: x.reshape(*shape, x.shape[-1]), self)
