@@ -57,6 +57,18 @@ PRESETS: dict[str, tuple[str, FitConfig]] = {
                               lr_warmup_steps=20, val_every=0, val_views=1, checkpoint_every=500, log_every=20),
         ),
     ),
+    "mipnerf": (
+        "mip-NeRF on a CPU: 4x128 MLPs with the integrated positional encoding of pixel cones, 32 + 32 samples",
+        FitConfig(
+            preset="mipnerf",
+            out=pathlib.Path("runs/mipnerf"),
+            # The PE-vs-IPE comparison of benchmarks/multiscale.py uses exactly this model and schedule.
+            model=ModelConfig(coarse=_SMALL, fine=_SMALL, num_coarse=32, num_fine=32, sampler="hierarchical",
+                              mip=True, clip_to_aabb=True),
+            train=TrainConfig(batch_rays=1024, lr_init=3e-3, lr_final=3e-4, lr_warmup_steps=100, val_every=0,
+                              val_views=1, checkpoint_every=500, log_every=50),
+        ),
+    ),
     "llff": (
         "LLFF forward-facing captures on a CPU: NDC rays, 4x64 PE-MLPs, 16 coarse + 16 fine samples, images_8",
         FitConfig(
