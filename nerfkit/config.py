@@ -169,6 +169,9 @@ class TrainConfig:
     """Checkpoints kept on disk."""
     render_chunk: int = 4096
     """Rays per compiled rendering call (bounds memory when rendering images)."""
+    multiscale: int = 1
+    """Train on an image pyramid of this many levels (1, 1/2, 1/4, ... of the training images, area-filtered;
+    each level drawn equally often): mip-NeRF's multi-scale training. 1: the images as they are."""
     devices: int = 0
     """Devices the ray batch is split across (data parallel; 0: all local devices, or all processes' with
     --train.distributed). batch_rays must be divisible by it."""

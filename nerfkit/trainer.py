@@ -100,20 +100,28 @@ class TrainData:
     image_ids: jax.Array
 
     @classmethod
-    def from_scene(cls, scene: Scene) -> "TrainData":
-        split = scene.splits["train"]
+    def from_scene(cls, scene: Scene, levels: int = 1) -> "TrainData":
+        """The training split's rays; with ``levels`` > 1, also those of its area-downscaled copies at 1/2,
+        1/4, ... (mip-NeRF's multi-scale training). Level ``k``'s rays are repeated ``4^k`` times, so every
+        level is drawn equally often (as mip-NeRF weights its loss by pixel area)."""
+        from nerfkit.data.images import area_downscale
         from nerfkit.mip import pixel_radius
 
-        cams = split.cameras
-        o, d = cam.all_rays(cams)
-        radii = np.repeat(np.asarray(pixel_radius(np.asarray(cams.fx, np.float32))), cams.width * cams.height)
-        return cls(
-            origins=jnp.asarray(o.reshape(-1, 3)),
-            directions=jnp.asarray(d.reshape(-1, 3)),
-            rgba=jnp.asarray(split.rgba.reshape(-1, 4)),
-            radii=jnp.asarray(radii, jnp.float32),
-            image_ids=jnp.asarray(np.repeat(np.arange(len(cams), dtype=np.int32), cams.width * cams.height)),
-        )
+        split = scene.splits["train"]
+        parts = []
+        for k in range(levels):
+            f = 2 ** k
+            if split.cameras.width % f or split.cameras.height % f:
+                raise InputError(f"{levels} levels need image sizes divisible by {f}", field="--train.multiscale")
+            cams = split.cameras.scaled(1.0 / f) if f > 1 else split.cameras
+            rgba = area_downscale(split.rgba, f) if f > 1 else split.rgba
+            o, d = cam.all_rays(cams)
+            n = cams.width * cams.height
+            radii = np.repeat(np.asarray(pixel_radius(np.asarray(cams.fx, np.float32))), n)
+            ids = np.repeat(np.arange(len(cams), dtype=np.int32), n)
+            level = [o.reshape(-1, 3), d.reshape(-1, 3), rgba.reshape(-1, 4), radii.astype(np.float32), ids]
+            parts.append([np.tile(x, (f * f,) + (1,) * (x.ndim - 1)) for x in level])
+        return cls(*(jnp.asarray(np.concatenate(xs)) for xs in zip(*parts)))
 
 
 def make_train_step(graphdef, tx, *, batch_rays: int, near, far, aabb, background: str, seed: int,
@@ -253,7 +261,7 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
         print(f"resuming from step {step}", file=sys.stderr)
 
     params, opt_state, grid = parallel.replicate((params, opt_state, grid), mesh)
-    data = TrainData(*parallel.replicate(dataclasses.astuple(TrainData.from_scene(scene)), mesh))
+    data = TrainData(*parallel.replicate(dataclasses.astuple(TrainData.from_scene(scene, tcfg.multiscale)), mesh))
     bg = BACKGROUNDS[cfg.data.background]
     kw = dict(near=scene.near, far=scene.far, aabb=scene.aabb)
     train_step = make_train_step(graphdef, tx, batch_rays=tcfg.batch_rays, background=cfg.data.background,
