@@ -53,6 +53,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "siren": ("cpu-fast", ["--model.coarse.activation", "sine", "--model.coarse.pos-freqs", "0",
                            "--model.coarse.siren-w0", "30.0", "--train.lr-init", "3e-4", "--train.lr-final", "3e-5"]),
     "hash": ("hash-fast", []),
+    "ipe": ("mipnerf", []),  # mip-NeRF's integrated encoding (hierarchical sampler, coarse + fine)
 }
 
 
@@ -70,6 +71,8 @@ def describe_field(cfg: dict) -> tuple[str, str]:
               f"res {f['hash_min_res']}-{f['hash_max_res']})"
     elif f["encoding"] == "fourier":
         enc = f"Fourier features (m={f['fourier_features']}, sigma={f['fourier_scale']:g}/box)"
+    elif cfg["model"].get("mip"):
+        enc = f"integrated positional ({f['pos_freqs']} octaves, mip-NeRF)"
     elif f["pos_freqs"] == 0:
         enc = "raw xyz"
     else:

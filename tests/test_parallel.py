@@ -33,10 +33,13 @@ def test_two_devices_follow_one_device_loss_curve(tmp_path, tiny_blender_dir, sa
     assert res["device_count"] == 2
     one, two = np.asarray(res["1"]), np.asarray(res["2"])
     assert one.shape == two.shape == (res["steps"],)
-    # The fit learns (the curves are not flat), and the 2-device run follows it up to float rounding
-    # (the gradient all-reduce sums in a different order).
+    # The fit learns (the curves are not flat), and the 2-device run follows it up to float rounding: the
+    # gradient all-reduce sums in a different order, and the hierarchical sampler's inverse CDF amplifies
+    # those last-bit differences step by step (measured up to ~5e-4 relative by step 12). A missing or wrong
+    # all-reduce (each device stepping on its own half batch) differs by percents within a few steps.
     assert one[-3:].mean() < one[:3].mean() * 0.9
-    np.testing.assert_allclose(two, one, rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(two, one, rtol=2e-3, atol=1e-6)
+    assert np.max(np.abs(two - one)) > 0  # two different programs ran (not the 1-device one twice)
     # The 2-device program really was partitioned: the batch's rays were split across both devices.
     assert res["batch_shards"] == 2
 

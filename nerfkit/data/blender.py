@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import math
 import operator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -40,7 +39,7 @@ import numpy as np
 from nerfkit.cameras import focal_from_fov
 from nerfkit.errors import InputError
 from nerfkit.types import Cameras, Scene, SplitData
-from nerfkit.data.images import area_downscale, read_rgba
+from nerfkit.data.images import area_downscale, read_rgba, run_in_order
 
 BLENDER_NEAR = 2.0
 BLENDER_FAR = 6.0
@@ -276,16 +275,7 @@ def _load_split(root: Path, split: str, downscale: int, max_workers: int | None)
         rgba[i] = area_downscale(img, downscale)
 
     load(0, first)
-    if n > 1:
-        with ThreadPoolExecutor(max_workers=max_workers) as pool:
-            futures = [pool.submit(load, i) for i in range(1, n)]
-            try:
-                for f in futures:  # in frame order, so the reported error is the first bad frame
-                    f.result()
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+    run_in_order(load, range(1, n), max_workers)
     return SplitData(cameras=cams, rgba=rgba, names=tuple(fr.name for fr in frames))
 
 

@@ -228,3 +228,27 @@ def to_uint8_straight(premult: np.ndarray) -> np.ndarray:
 def write_rgba_png(path: Path | str, premult: np.ndarray) -> None:
     """Write float32 [H, W, 4] premultiplied RGBA as an 8-bit straight-alpha RGBA PNG."""
     iio.imwrite(Path(path), to_uint8_straight(premult), extension=".png")
+
+
+def run_in_order(fn, indices, max_workers: int | None = None) -> None:
+    """Call ``fn(i)`` for every ``i`` of ``indices`` on a thread pool (image decoding releases the GIL).
+
+    Errors surface in index order, so the one reported is the first bad image; on an error the calls not yet
+    started are cancelled.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    indices = list(indices)
+    if len(indices) <= 1:
+        for i in indices:
+            fn(i)
+        return
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        futures = [pool.submit(fn, i) for i in indices]
+        try:
+            for f in futures:
+                f.result()
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise

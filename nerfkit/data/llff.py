@@ -31,7 +31,6 @@ file and the field when the input is wrong.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
 
@@ -42,7 +41,7 @@ from nerfkit.cameras import camera_rays, ndc_rays, pixel_directions_camera
 from nerfkit.errors import InputError
 from nerfkit.types import Cameras, Scene, SplitData
 from nerfkit.data.blender import DEFAULT_SPLITS, check_downscale
-from nerfkit.data.images import area_downscale, read_rgba
+from nerfkit.data.images import area_downscale, read_rgba, run_in_order
 
 POSES_BOUNDS = "poses_bounds.npy"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -188,16 +187,7 @@ def _read_images(files: list[Path], factor: int, max_workers: int | None) -> np.
 
     load(0, first)
     del first
-    if len(files) > 1:
-        with ThreadPoolExecutor(max_workers=max_workers) as pool:
-            futures = [pool.submit(load, i) for i in range(1, len(files))]
-            try:
-                for f in futures:  # in file order, so the reported error is the first bad image
-                    f.result()
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+    run_in_order(load, range(1, len(files)), max_workers)
     return out
 
 

@@ -65,7 +65,6 @@ import dataclasses
 import json
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -76,7 +75,7 @@ from nerfkit.cameras import focal_from_fov
 from nerfkit.errors import InputError
 from nerfkit.types import Cameras, Scene, SplitData
 from nerfkit.data.blender import DEFAULT_SPLITS, _check_splits, _matrix, _number, check_downscale, read_json
-from nerfkit.data.images import area_downscale, read_raw, read_rgba
+from nerfkit.data.images import area_downscale, read_raw, read_rgba, run_in_order
 
 TRANSFORMS = "transforms.json"
 HOLDOUT = 8                   # without *_filenames lists, frames i % HOLDOUT == 0 are test views
@@ -400,18 +399,7 @@ def _load_images(frames: list[_Frame], width: int, height: int, downscale: int,
             img *= _read_mask(fr.mask, (height, width))[..., None]
         out[i] = area_downscale(img[:hc, :wc], downscale)
 
-    if len(frames) == 1:
-        load(0)
-        return out
-    with ThreadPoolExecutor(max_workers=max_workers) as pool:
-        futures = [pool.submit(load, i) for i in range(len(frames))]
-        try:
-            for f in futures:  # in frame order, so the reported error is the first bad frame
-                f.result()
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+    run_in_order(load, range(len(frames)), max_workers)
     return out
 
 
