@@ -58,7 +58,7 @@ def integrated_pos_enc(mean, cov_diag, num_freqs: int, include_input: bool = Tru
     return jnp.concatenate([mean, enc], axis=-1) if include_input else enc
 
 
-def pixel_radius(fx, directions_cam_z=None):
+def pixel_radius(fx):
     """Cone radius at unit distance of a pixel of focal length ``fx`` (pixels): the radius of the disc with the
     variance of a pixel-wide square, ``2 / sqrt(12) / fx`` (mip-NeRF's choice)."""
     return 2.0 / jnp.sqrt(12.0) / fx
