@@ -3,13 +3,20 @@
     python benchmarks/grid_speedup.py RUN_DIR                 # a fit with the occupancy sampler
     python benchmarks/grid_speedup.py RUN_DIR --views 10 --repeats 5
 
-"With the grid" is how `nerfkit render` / `evaluate` render the run: the fitted grid, ``max_samples``
-samples per ray compacted into occupied cells. "Without the grid" marches the same rays at the same step
-through every cell (grid all occupied, one field evaluation per marching step, so nothing is skipped and
-nothing is subsampled). Both render the first ``--views`` test views at the run's resolution; the script
-reports the median time per view of each (after a warm-up render, synchronised by reading the pixels back),
-their ratio, and PSNR of each against the ground truth (8-bit, as `nerfkit evaluate` computes it).
-Writes benchmarks/results/grid_speedup_<device>.json.
+Three ways to render the same fitted model:
+
+- "with the grid" is how `nerfkit render` / `evaluate` render the run: the fitted grid, ``max_samples``
+  samples per ray compacted into occupied cells, marched in rounds with early ray termination (a ray stops
+  once its transmittance is below ``early_stop_eps``; its field evaluations go to the rays still marching);
+- "grid, no early termination": the same samples, all of them composited, packed into one pass (the
+  renderer before early termination: ``make_render_fn(..., marching=False)``);
+- "without the grid" marches the same rays at the same step through every cell (grid all occupied, one
+  field evaluation per marching step, so nothing is skipped and nothing is subsampled).
+
+Each renders the first ``--views`` test views at the run's resolution; the script reports the median time
+per view of each (after a warm-up render, synchronised by reading the pixels back), the ratios, field
+evaluations per ray with early termination, and PSNR of each against the ground truth (8-bit, as
+`nerfkit evaluate` computes it). Writes benchmarks/results/grid_speedup_<device>.json.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ def main() -> int:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--views", type=int, default=5, help="test views rendered (the first N)")
     ap.add_argument("--repeats", type=int, default=3, help="timed renders of each view (median)")
+    ap.add_argument("--samples-per-round", type=int, default=4,
+                    help="field evaluations per ray and round of the marching renderer (the budget is chunk x this)")
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
     env = environment()
@@ -54,10 +63,11 @@ def main() -> int:
     kw = dict(near=meta.near, far=meta.far, aabb=meta.aabb, background=bg)
 
     # With: exactly what `nerfkit render` does. Without: every marching step evaluated, grid all occupied.
-    with_fn = renderer.make_render_fn(graphdef, cfg.model, **kw)
+    with_fn = renderer.make_render_fn(graphdef, cfg.model, samples_per_round=args.samples_per_round, **kw)
+    no_ert_fn = renderer.make_render_fn(graphdef, cfg.model, marching=False, **kw)
     dense_model = dataclasses.replace(cfg.model, max_samples=cfg.model.march_steps)
     dense_graphdef, _ = build_model(dense_model, 0, meta.aabb)
-    without_fn = renderer.make_render_fn(dense_graphdef, dense_model, **kw).per_ray
+    without_fn = renderer.make_render_fn(dense_graphdef, dense_model, marching=False, **kw).per_ray
     with_state = (params, grid["occupied"])
     without_state = (params, jnp.ones_like(grid["occupied"]))
 
@@ -68,32 +78,48 @@ def main() -> int:
             t0 = time.perf_counter()
             out = renderer.render_view(fn, state, test.cameras, i, chunk)  # returns NumPy: synchronised
             times.append(time.perf_counter() - t0)
-        return float(np.median(times)), out["rgb"]
+        return float(np.median(times)), out
 
     rows = []
     n = min(args.views, len(test))
     for i in range(n):
-        t_with, img_with = timed(with_fn, with_state, i)
-        t_without, img_without = timed(without_fn, without_state, i)
-        row = {"view": i, "seconds_with_grid": t_with, "seconds_without_grid": t_without,
-               "speedup": t_without / t_with,
-               "psnr_with_grid": metrics.image_metrics(img_with, gts[i])["psnr"],
-               "psnr_without_grid": metrics.image_metrics(img_without, gts[i])["psnr"]}
+        t_with, out_with = timed(with_fn, with_state, i)
+        t_no_ert, out_no_ert = timed(no_ert_fn, with_state, i)
+        t_without, out_without = timed(without_fn, without_state, i)
+        psnr = lambda out: metrics.image_metrics(out["rgb"], gts[i])["psnr"]  # noqa: E731
+        samples = out_with["samples"]
+        hit = out_with["opacity"] > 0.5
+        row = {"view": i, "seconds_with_grid": t_with, "seconds_grid_no_early_termination": t_no_ert,
+               "seconds_without_grid": t_without, "speedup": t_without / t_with,
+               "early_termination_speedup": t_no_ert / t_with,
+               "psnr_with_grid": psnr(out_with), "psnr_grid_no_early_termination": psnr(out_no_ert),
+               "psnr_without_grid": psnr(out_without),
+               "samples_per_ray": float(samples.mean()),
+               "samples_per_hit_ray": float(samples[hit].mean()) if hit.any() else 0.0}
         rows.append(row)
-        print(f"view {i}: with grid {t_with:.3f}s {row['psnr_with_grid']:.2f} dB | without {t_without:.3f}s "
-              f"{row['psnr_without_grid']:.2f} dB | {row['speedup']:.1f}x", flush=True)
+        print(f"view {i}: with grid {t_with:.3f}s {row['psnr_with_grid']:.2f} dB ({row['samples_per_ray']:.1f} "
+              f"samples/ray) | grid, no early termination {t_no_ert:.3f}s {row['psnr_grid_no_early_termination']:.2f}"
+              f" dB | without {t_without:.3f}s {row['psnr_without_grid']:.2f} dB | {row['speedup']:.1f}x, "
+              f"{row['early_termination_speedup']:.2f}x from early termination", flush=True)
     mean = lambda k: float(np.mean([r[k] for r in rows]))  # noqa: E731
     figures = {
         "run": str(args.run_dir), "step": step, "resolution": [test.cameras.width, test.cameras.height],
         "views": n, "grid_occupancy": float(np.mean(np.asarray(grid["occupied"]))),
         "march_steps": cfg.model.march_steps, "max_samples": cfg.model.max_samples,
+        "early_stop_eps": cfg.model.early_stop_eps, "samples_per_round": args.samples_per_round,
         "seconds_with_grid": mean("seconds_with_grid"), "seconds_without_grid": mean("seconds_without_grid"),
+        "seconds_grid_no_early_termination": mean("seconds_grid_no_early_termination"),
         "speedup": mean("seconds_without_grid") / mean("seconds_with_grid"),
+        "early_termination_speedup": mean("seconds_grid_no_early_termination") / mean("seconds_with_grid"),
         "psnr_with_grid": mean("psnr_with_grid"), "psnr_without_grid": mean("psnr_without_grid"),
+        "psnr_grid_no_early_termination": mean("psnr_grid_no_early_termination"),
+        "samples_per_ray": mean("samples_per_ray"), "samples_per_hit_ray": mean("samples_per_hit_ray"),
         "per_view": rows,
     }
-    print(f"mean over {n} views: {figures['speedup']:.1f}x faster with the grid; PSNR "
-          f"{figures['psnr_with_grid']:.2f} vs {figures['psnr_without_grid']:.2f} dB")
+    print(f"mean over {n} views: {figures['speedup']:.1f}x faster with the grid "
+          f"({figures['early_termination_speedup']:.2f}x of it from early termination); PSNR "
+          f"{figures['psnr_with_grid']:.2f} (no early termination {figures['psnr_grid_no_early_termination']:.2f})"
+          f" vs {figures['psnr_without_grid']:.2f} dB without the grid")
     name = args.name or f"grid_speedup_{jax.devices()[0].platform}"
     print(f"-> {write_result(name, figures, env=env)}")
     return 0

@@ -94,6 +94,9 @@ class ModelConfig:
     """Occupancy grid: exponential decay of the running density per update."""
     grid_threshold: float = 0.01
     """Occupancy grid: a cell is occupied when one marching step through it is more opaque than this."""
+    early_stop_eps: float = 1e-4
+    """Occupancy sampler, rendering: stop marching a ray once its transmittance is below this (early ray
+    termination; its field evaluations go to the rays still marching). 0: composite every occupied sample."""
     clip_to_aabb: bool = False
     """Sample only where rays cross the scene's bounding box instead of all of [near, far]."""
     contraction: bool = False

@@ -129,3 +129,25 @@ def march_packed(key, origins, directions, t_near, t_far, occupied, aabb, *, dt:
     delta_p = jnp.zeros(budget + 1, jnp.float32).at[slot].set(delta_rows)[:budget]
     ray_ok = offsets + n_kept <= budget
     return {"t": t_p, "delta": delta_p, "ray": ray_p, "ray_ok": ray_ok, "n_samples": jnp.minimum(jnp.sum(n_kept), budget)}
+
+
+def assign_slots(take: jax.Array, budget: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Pack ``take[r]`` consecutive samples of each ray ``r`` into ``budget`` slots, in ray order.
+
+    Rays that do not fit get what is left (possibly nothing) and wait for a later round.
+
+    Args:
+      take: int32 [B] samples each ray asks for (>= 0).
+      budget: slots, N.
+    Returns:
+      (taken int32 [B] samples each ray got, ray int32 [N] the ray of each slot (``B`` for unused slots),
+      rank int32 [N] the slot's position within its ray's run, 0-based).
+    """
+    b = take.shape[0]
+    start = jnp.cumsum(take) - take  # exclusive
+    taken = jnp.clip(jnp.minimum(take, budget - start), 0, None)
+    end = start + taken
+    j = jnp.arange(budget, dtype=jnp.int32)
+    ray = jnp.searchsorted(end, j, side="right").astype(jnp.int32)  # the first ray whose run ends after j
+    rank = j - jnp.take(start, jnp.minimum(ray, b - 1))
+    return taken.astype(jnp.int32), ray, rank.astype(jnp.int32)

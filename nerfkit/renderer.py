@@ -16,22 +16,27 @@ from flax import nnx
 
 from nerfkit import cameras as cam
 from nerfkit import parallel
-from nerfkit.model import render_rays, render_rays_packed
+from nerfkit.model import render_rays, render_rays_marching, render_rays_packed
 from nerfkit.types import Cameras, Rays
 
 RenderFn = Callable[[nnx.State, jax.Array, jax.Array], dict]
 
 
 def make_render_fn(graphdef, model_cfg=None, *, near: float, far: float, aabb, background,
-                   samples_per_ray: int = 16, mesh=None) -> RenderFn:
+                   samples_per_ray: int = 16, mesh=None, marching: bool = True,
+                   samples_per_round: int = 4) -> RenderFn:
     """A render function ``fn(state, origins [C, 3], directions [C, 3], radii [C] = None) -> {rgb [C,3], depth [C],
     opacity [C]}`` (``radii``: pixel cone radii at unit distance, for mip-NeRF models; None: zero).
 
     ``state`` is ``(params, occupied)``: the model parameters and the occupancy grid (bool [R]^3). With the
-    occupancy sampler, a chunk's samples are packed into ``C * samples_per_ray`` slots (empty space and
-    rays that miss cost nothing); the few rays that overflow are re-rendered with ``max_samples`` slots
-    each, so the result is exactly the per-ray rendering. With a ``mesh`` (:mod:`nerfkit.parallel`), each
-    chunk is split across its devices (the chunk size must be divisible by the device count).
+    occupancy sampler and ``marching`` (the default), a chunk is rendered in rounds of ``C *
+    samples_per_round`` field evaluations shared by the rays still marching, and rays stop at
+    ``model_cfg.early_stop_eps`` transmittance (:func:`nerfkit.model.render_rays_marching`); the output also
+    has ``samples`` [C], the field evaluations of each ray. Without ``marching``, a chunk's samples are packed
+    into ``C * samples_per_ray`` slots (empty space and rays that miss cost nothing, no early termination);
+    the few rays that overflow are re-rendered with ``max_samples`` slots each, so the result is exactly the
+    per-ray rendering. With a ``mesh`` (:mod:`nerfkit.parallel`), each chunk is split across its devices
+    (the chunk size must be divisible by the device count).
     """
     aabb = jnp.asarray(aabb, jnp.float32)
     background = jnp.asarray(background, jnp.float32)
@@ -49,6 +54,8 @@ def make_render_fn(graphdef, model_cfg=None, *, near: float, far: float, aabb, b
 
     if model_cfg is None or model_cfg.sampler != "occupancy":
         return per_ray
+    if marching:
+        return _marching_fn(graphdef, model_cfg, kw, samples_per_round, mesh)
 
     @jax.jit
     def packed(state, origins, directions, radii=None):  # radii: unused (no mip with the occupancy sampler)
@@ -61,6 +68,31 @@ def make_render_fn(graphdef, model_cfg=None, *, near: float, far: float, aabb, b
         return {k: out[k] for k in ("rgb", "depth", "opacity", "ray_ok")}
 
     return PackedRenderFn(packed=packed, per_ray=per_ray)
+
+
+def _marching_fn(graphdef, model_cfg, kw, samples_per_round: int, mesh) -> RenderFn:
+    """Rendering in rounds with early termination. Each device marches its own share of the chunk
+    (``shard_map``): the rounds need no communication between devices."""
+
+    def local(state, origins, directions):
+        params, occupied = state
+        model = nnx.merge(graphdef, params)
+        rays = Rays(origins=origins, directions=directions, viewdirs=directions)
+        out = render_rays_marching(model, rays, occupied=occupied, budget=origins.shape[0] * samples_per_round,
+                                   early_stop_eps=model_cfg.early_stop_eps, **kw)
+        return {k: out[k] for k in ("rgb", "depth", "opacity", "samples")}
+
+    if mesh is not None and mesh.size > 1:
+        from jax.sharding import PartitionSpec as P
+
+        batch = P(parallel.AXIS)
+        local = jax.shard_map(local, mesh=mesh, in_specs=(P(), batch, batch), out_specs=batch, check_vma=False)
+
+    @jax.jit
+    def fn(state, origins, directions, radii=None):  # radii: unused (no mip with the occupancy sampler)
+        return local(state, origins, directions)
+
+    return fn
 
 
 @dataclasses.dataclass(frozen=True)

@@ -151,7 +151,7 @@ def test_packed_rendering_with_fallback_equals_per_ray():
     state = (params, jnp.asarray(np.random.default_rng(0).uniform(size=(8, 8, 8)) < 0.5))
     o, d = _rays(100, seed=5)
     fn = renderer.make_render_fn(graphdef, cfg, near=0.1, far=10.0, aabb=AABB, background=(1.0, 1.0, 1.0),
-                                 samples_per_ray=2)
+                                 samples_per_ray=2, marching=False)
     assert isinstance(fn, renderer.PackedRenderFn)
     first = fn(state, o[:32], d[:32])
     assert not bool(np.all(first["ray_ok"]))  # the budget really overflows: the fallback is exercised

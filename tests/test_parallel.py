@@ -42,6 +42,8 @@ def test_two_devices_follow_one_device_loss_curve(tmp_path, tiny_blender_dir, sa
     assert np.max(np.abs(two - one)) > 0  # two different programs ran (not the 1-device one twice)
     # The 2-device program really was partitioned: the batch's rays were split across both devices.
     assert res["batch_shards"] == 2
+    # Rendering across both devices gives the 1-device pixels (of a non-blank image).
+    assert res["render_diff"] < 1e-4 and res["render_std"] > 1e-3
 
 
 def _main(data_dir: str, out: str, sampler: str) -> None:
@@ -72,7 +74,24 @@ def _main(data_dir: str, out: str, sampler: str) -> None:
     mesh = parallel.make_mesh(2)
     f = jax.jit(lambda x: parallel.shard_batch(x * 2.0, mesh))
     shards = len(f(jax.numpy.zeros((64, 3))).addressable_shards)
-    print(json.dumps({"device_count": jax.device_count(), "steps": steps, "batch_shards": shards, **curves}))
+    # Rendering split over both devices (shard_map for the occupancy sampler's marching rounds) gives the
+    # pixels of rendering on one.
+    import numpy as np
+
+    from nerfkit import cameras, renderer, runs
+
+    rcfg, graphdef, params, meta, _, grid = runs.load_run(Path(out) / "dev2")
+    rays = cameras.image_rays(meta.cameras["train"], 0, np)
+    kw = dict(near=meta.near, far=meta.far, aabb=meta.aabb, background=(1.0, 1.0, 1.0))
+    o, d = rays.origins.reshape(-1, 3)[:256], rays.directions.reshape(-1, 3)[:256]
+    imgs = []
+    for m in (None, mesh):
+        fn = renderer.make_render_fn(graphdef, rcfg.model, mesh=m, **kw)
+        state = parallel.replicate((params, grid["occupied"]), m)
+        imgs.append(renderer.render_rays_chunked(fn, state, o, d, chunk=128)["rgb"])
+    render_diff = float(np.abs(imgs[0] - imgs[1]).max())
+    print(json.dumps({"device_count": jax.device_count(), "steps": steps, "batch_shards": shards,
+                      "render_diff": render_diff, "render_std": float(imgs[0].std()), **curves}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,124 @@
+"""Rendering in rounds with early ray termination: slot packing against brute force, and the rendered pixels
+against one-pass occupancy rendering (exact without termination, within the transmittance threshold with it)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nerfkit import occupancy
+
+AABB = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], np.float32)
+
+
+@pytest.mark.parametrize("budget", [1, 5, 17, 64])
+def test_assign_slots_matches_brute_force(budget):
+    rng = np.random.default_rng(budget)
+    take = rng.integers(0, 6, size=12).astype(np.int32)
+    taken, ray, rank = jax.jit(occupancy.assign_slots, static_argnums=1)(jnp.asarray(take), budget)
+    # Brute force: hand out slots in ray order, each ray as many as it asks for while slots remain.
+    want_ray, want_rank, want_taken, free = [], [], [], budget
+    for r, k in enumerate(take):
+        got = max(0, min(int(k), free))
+        want_taken.append(got)
+        want_ray += [r] * got
+        want_rank += list(range(got))
+        free -= got
+    want_ray += [len(take)] * free
+    assert np.asarray(taken).tolist() == want_taken
+    assert np.asarray(ray).tolist() == want_ray
+    used = np.asarray(ray) < len(take)
+    assert np.asarray(rank)[used].tolist() == want_rank
+
+
+def _setup(density_bias: float, seed: int = 0):
+    from nerfkit.config import FieldConfig, ModelConfig
+    from nerfkit.trainer import build_model
+
+    field = FieldConfig(encoding="hash", depth=1, width=16, skips=(), view_width=16, dir_freqs=2, hash_levels=4,
+                        hash_log2_size=10, hash_min_res=4, hash_max_res=32, density_activation="exp",
+                        density_bias=density_bias)
+    cfg = ModelConfig(coarse=field, sampler="occupancy", grid_resolution=8, march_steps=64, max_samples=16)
+    graphdef, params = build_model(cfg, 0, AABB)
+    params = jax.tree.map(lambda p: p + 0.5 * jax.random.normal(jax.random.key(1), p.shape), params)
+    occupied = jnp.asarray(np.random.default_rng(seed).uniform(size=(8, 8, 8)) < 0.6)
+    rng = np.random.default_rng(seed + 5)
+    o = rng.normal(size=(96, 3)).astype(np.float32)
+    o = 3.0 * o / np.linalg.norm(o, axis=-1, keepdims=True)
+    d = rng.uniform(-1.8, 1.8, size=(96, 3)).astype(np.float32) - o  # some rays miss the box
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
+    return cfg, graphdef, params, occupied, jnp.asarray(o), jnp.asarray(d)
+
+
+def _render(cfg, graphdef, params, occupied, o, d, *, eps=None, budget=None):
+    from flax import nnx
+
+    from nerfkit.model import render_rays, render_rays_marching
+    from nerfkit.types import Rays
+
+    model = nnx.merge(graphdef, params)
+    rays = Rays(origins=o, directions=d, viewdirs=d)
+    kw = dict(near=0.1, far=10.0, aabb=jnp.asarray(AABB), background=jnp.array([1.0, 1.0, 1.0]), occupied=occupied)
+    if eps is None:
+        return render_rays(model, rays, jax.random.key(0), randomized=False, **kw)
+    return render_rays_marching(model, rays, budget=budget, early_stop_eps=eps, **kw)
+
+
+@pytest.mark.parametrize("budget", [7, 96 * 4])
+def test_marching_without_termination_equals_one_pass(budget):
+    """eps = 0: every sample is composited, in rounds (a budget of 7 slots needs many rounds and makes rays
+    wait for slots), and the pixels are those of one-pass rendering."""
+    cfg, graphdef, params, occupied, o, d = _setup(density_bias=-3.0)
+    ref = _render(cfg, graphdef, params, occupied, o, d)
+    out = _render(cfg, graphdef, params, occupied, o, d, eps=0.0, budget=budget)
+    for k in ("rgb", "depth", "opacity"):
+        np.testing.assert_allclose(np.asarray(out[k]), np.asarray(ref[k]), atol=2e-5, rtol=1e-5)
+    assert 0.05 < float(jnp.mean(ref["opacity"])) < 0.95  # neither empty nor opaque
+    from nerfkit.occupancy import march, step_size
+    from nerfkit.model import ray_bounds
+    from nerfkit.types import Rays
+
+    t0, t1 = ray_bounds(cfg, Rays(origins=o, directions=d, viewdirs=d), 0.1, 10.0, jnp.asarray(AABB))
+    _, _, mask = march(jax.random.key(0), o, d, t0, t1, occupied, jnp.asarray(AABB),
+                       dt=step_size(AABB, cfg.march_steps), march_steps=cfg.march_steps,
+                       max_samples=cfg.max_samples, randomized=False)
+    np.testing.assert_array_equal(np.asarray(out["samples"]), np.asarray(jnp.sum(mask, -1)))  # each sample once
+    if budget == 7:
+        assert int(out["rounds"]) >= int(jnp.sum(mask)) // 7
+
+
+@pytest.mark.parametrize("eps", [1e-4, 1e-2])
+def test_early_termination_error_is_bounded_by_eps(eps):
+    """An opaque field: rays stop after a few samples, and each pixel differs from the full rendering by at
+    most eps (the weight left behind the stopping point) times the largest colour difference (<= 1)."""
+    cfg, graphdef, params, occupied, o, d = _setup(density_bias=3.0)
+    ref = _render(cfg, graphdef, params, occupied, o, d)
+    full = _render(cfg, graphdef, params, occupied, o, d, eps=0.0, budget=96 * 4)
+    out = _render(cfg, graphdef, params, occupied, o, d, eps=eps, budget=96 * 4)
+    err = np.abs(np.asarray(out["rgb"]) - np.asarray(ref["rgb"])).max()
+    assert err <= eps + 2e-5
+    assert np.abs(np.asarray(out["opacity"]) - np.asarray(ref["opacity"])).max() <= eps + 2e-5
+    hit = np.asarray(ref["opacity"]) > 0.999
+    assert hit.sum() > 20  # many rays are opaque ...
+    saved = np.asarray(full["samples"])[hit] - np.asarray(out["samples"])[hit]
+    assert np.all(saved >= 0) and saved.mean() > 2  # ... and stop early, which saves field evaluations
+    # A ray never stops before its transmittance fell below eps.
+    stopped = np.asarray(out["samples"]) < np.asarray(full["samples"])
+    assert np.all(np.asarray(out["opacity"])[stopped] >= 1 - eps)
+
+
+def test_render_fn_marches_and_renders_like_the_packed_path():
+    """The renderer's default occupancy path (rounds + termination) against its packed path, through
+    render_rays_chunked with a partial last chunk."""
+    from nerfkit import renderer
+
+    cfg, graphdef, params, occupied, o, d = _setup(density_bias=0.5)
+    kw = dict(near=0.1, far=10.0, aabb=AABB, background=(1.0, 1.0, 1.0))
+    marching = renderer.make_render_fn(graphdef, cfg, **kw)
+    packed = renderer.make_render_fn(graphdef, cfg, marching=False, **kw)
+    a = renderer.render_rays_chunked(marching, (params, occupied), np.asarray(o), np.asarray(d), chunk=40)
+    b = renderer.render_rays_chunked(packed, (params, occupied), np.asarray(o), np.asarray(d), chunk=40)
+    np.testing.assert_allclose(a["rgb"], b["rgb"], atol=cfg.early_stop_eps + 2e-5)
+    assert a["samples"].shape == (96,)
