@@ -41,6 +41,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed renders of each view (median)")
     ap.add_argument("--samples-per-round", type=int, default=4,
                     help="field evaluations per ray and round of the marching renderer (the budget is chunk x this)")
+    ap.add_argument("--sweep", type=int, nargs="*", default=[],
+                    help="also time the marching renderer at each of these --samples-per-round values")
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
     env = environment()
@@ -101,6 +103,11 @@ def main() -> int:
               f"samples/ray) | grid, no early termination {t_no_ert:.3f}s {row['psnr_grid_no_early_termination']:.2f}"
               f" dB | without {t_without:.3f}s {row['psnr_without_grid']:.2f} dB | {row['speedup']:.1f}x, "
               f"{row['early_termination_speedup']:.2f}x from early termination", flush=True)
+    sweep = {}
+    for k in args.sweep:  # the budget per round: smaller wastes fewer evaluations past termination, larger
+        fn = renderer.make_render_fn(graphdef, cfg.model, samples_per_round=k, **kw)  # needs fewer rounds
+        sweep[k] = float(np.mean([timed(fn, with_state, i)[0] for i in range(n)]))
+        print(f"samples per round {k}: {sweep[k]:.3f} s per view", flush=True)
     mean = lambda k: float(np.mean([r[k] for r in rows]))  # noqa: E731
     figures = {
         "run": str(args.run_dir), "step": step, "resolution": [test.cameras.width, test.cameras.height],
@@ -114,7 +121,7 @@ def main() -> int:
         "psnr_with_grid": mean("psnr_with_grid"), "psnr_without_grid": mean("psnr_without_grid"),
         "psnr_grid_no_early_termination": mean("psnr_grid_no_early_termination"),
         "samples_per_ray": mean("samples_per_ray"), "samples_per_hit_ray": mean("samples_per_hit_ray"),
-        "per_view": rows,
+        "seconds_by_samples_per_round": sweep, "per_view": rows,
     }
     print(f"mean over {n} views: {figures['speedup']:.1f}x faster with the grid "
           f"({figures['early_termination_speedup']:.2f}x of it from early termination); PSNR "
