@@ -39,7 +39,7 @@ def main() -> int:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--views", type=int, default=5, help="test views rendered (the first N)")
     ap.add_argument("--repeats", type=int, default=3, help="timed renders of each view (median)")
-    ap.add_argument("--samples-per-round", type=int, default=4,
+    ap.add_argument("--samples-per-round", type=int, default=2,
                     help="field evaluations per ray and round of the marching renderer (the budget is chunk x this)")
     ap.add_argument("--sweep", type=int, nargs="*", default=[],
                     help="also time the marching renderer at each of these --samples-per-round values")

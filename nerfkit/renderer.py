@@ -24,7 +24,7 @@ RenderFn = Callable[[nnx.State, jax.Array, jax.Array], dict]
 
 def make_render_fn(graphdef, model_cfg=None, *, near: float, far: float, aabb, background,
                    samples_per_ray: int = 16, mesh=None, marching: bool = True,
-                   samples_per_round: int = 4) -> RenderFn:
+                   samples_per_round: int = 2) -> RenderFn:
     """A render function ``fn(state, origins [C, 3], directions [C, 3], radii [C] = None) -> {rgb [C,3], depth [C],
     opacity [C]}`` (``radii``: pixel cone radii at unit distance, for mip-NeRF models; None: zero).
 
