@@ -173,6 +173,9 @@ def make_train_step(graphdef, tx, *, batch_rays: int, near, far, aabb, backgroun
     return jax.jit(step_fn, donate_argnums=(0, 1))
 
 
+QUEUED_STEPS = 2  # training steps dispatched ahead of the one the host last waited for
+
+
 def validate(render_fn, params, scene: Scene, cfg: FitConfig, n_views: int, chunk: int):
     """Render the first ``n_views`` views of ``cfg.train.val_split`` (the other held-out split if it is missing).
 
@@ -287,7 +290,8 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
     pending = []  # device metrics not yet fetched
     loop_start, loop_start_step = time.time(), step
     last_log_time, last_log_step = time.time(), step
-    step_time = 0.0
+    step_time = 0.0  # seconds per step, measured at syncs
+    done_time, done_step = time.time(), step  # the latest step known to have finished on the device, and when
     val_psnr = None
     warmed_up = False
     total_rays = 0.0  # rays that contributed to the loss since the first (compiling) step
@@ -303,7 +307,7 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
         metrics_file.flush()
 
     def run_validation(at_step):
-        nonlocal overhead
+        nonlocal overhead, done_time, done_step
         t0 = time.time()
         psnr, pairs = validate(render_fn, (params, grid["occupied"]), scene, cfg, tcfg.val_views, tcfg.render_chunk)
         if psnr is not None:
@@ -315,20 +319,25 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
                       "val_views": len(pairs)})
             progress.write(f"step {at_step}: validation PSNR {psnr:.2f} dB ({len(pairs)} views)")
         overhead += time.time() - t0
+        done_time, done_step = time.time(), at_step  # rendering with the parameters waited for them
         return psnr, time.time() - t0
 
     def save(at_step):
-        nonlocal overhead
+        nonlocal overhead, done_time, done_step
         t0 = time.time()
         checkpointer.save(at_step, {"params": params, "opt_state": opt_state, "grid": grid})
         overhead += time.time() - t0
+        done_time, done_step = time.time(), at_step  # saving waited for the parameters
         return time.time() - t0
 
     stop_reason = "steps"
     try:
         while step < tcfg.steps:
             now = time.time()
-            if now + step_time + reserve > deadline:
+            # Steps are dispatched asynchronously: the device may still be working through the queued ones,
+            # so project when they will have finished before starting another.
+            busy_until = max(now, done_time + (step - done_step) * step_time)
+            if busy_until + step_time + reserve > deadline:
                 stop_reason = "time budget"
                 break
             frac_steps = step / tcfg.steps
@@ -341,6 +350,15 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
                                               data.image_ids if cfg.model.appearance_dim else None)
             step += 1
             pending.append((step, m, lr))
+            if len(pending) > QUEUED_STEPS and warmed_up:
+                # Keep at most QUEUED_STEPS steps in flight (the device stays fed; the host learns its pace).
+                s_done = pending[-QUEUED_STEPS - 1][0]
+                jax.block_until_ready(pending[-QUEUED_STEPS - 1][1]["loss"])
+                t_done = time.time()
+                if s_done > done_step:
+                    pace = (t_done - done_time) / (s_done - done_step)
+                    step_time = pace if step_time == 0.0 else 0.8 * step_time + 0.2 * pace
+                done_time, done_step = t_done, s_done
             first = not warmed_up
             if step % tcfg.log_every == 0 or step == tcfg.steps or first:
                 fetched = jax.device_get([p[1] for p in pending])
@@ -354,6 +372,7 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
                         reserve = 1.0 + 1.2 * (val_cost + save(step))
                 else:
                     step_time = (now - last_log_time) / max(step - last_log_step, 1)
+                done_time, done_step = now, step
                 for (s, _, lr_s), mm in zip(pending, fetched):
                     if s > loop_start_step:
                         total_rays += float(mm["rays"])

@@ -211,3 +211,19 @@ def test_timed_validation_logs_train_time_and_is_not_charged(tmp_path, tiny_blen
     assert np.all(np.diff(t) > 0)
     # train_time excludes the probes themselves: it falls ever further behind the wall-clock.
     assert (wall - t)[-1] > (wall - t)[1] > 0
+
+
+# ------------------------------------------------------------------------------------ time budget
+def test_time_budget_is_kept_with_steps_queued_asynchronously(tmp_path, tiny_blender_dir):
+    """Steps are dispatched without waiting for the device, and with a long log interval nothing syncs: the
+    loop must still stop in time (it projects when the queued steps finish, not when they were queued)."""
+    budget = 12.0
+    cfg = tiny_fit_config(tmp_path / "run", tiny_blender_dir, steps=1_000_000, batch_rays=2048, log_every=100_000,
+                          time_budget=budget)
+    t0 = time.time()
+    summary = fit(cfg)
+    wall = time.time() - t0
+    assert summary["stop_reason"] == "time budget"
+    assert summary["steps"] > 10
+    assert budget - 4.0 <= summary["seconds"] <= budget + 1.0, summary  # uses the budget, and keeps it
+    assert wall <= budget + 3.0  # the whole call, plot and summary included
