@@ -197,7 +197,21 @@ def _frame_size(frame: _Frame, json_path: Path) -> tuple[int | None, int | None]
 
 def _intrinsics(frame: _Frame, width: int, height: int, json_path: Path, index: int) -> tuple[float, ...]:
     """(fx, fy, cx, cy, k1, k2, p1, p2) in full-resolution pixels for one frame."""
-    vals = frame.values
+    k = read_intrinsics(frame.values, width, height, json_path, missing="missing key 'camera_angle_x' (and no 'fl_x')",
+                        missing_field="camera_angle_x" if index == 0 else f"frames[{index}].camera_angle_x")
+    return tuple(k[name] for name in ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2"))
+
+
+def read_intrinsics(vals: dict, width: int, height: int, json_path: Path, *, missing: str, missing_field: str) -> dict:
+    """Intrinsics of one frame from Instant-NGP / nerfstudio keys (``vals``: key -> (value, field name)).
+
+    The focal length is ``fl_x`` / ``fl_y`` or follows from ``camera_angle_x`` / ``camera_angle_y``
+    (``fy = fx`` when neither is given; ``missing`` / ``missing_field`` name the error when no x focal is);
+    the principal point defaults to the image centre and distortion coefficients to 0.
+
+    Returns:
+      dict of floats: fx, fy, cx, cy (pixels) and k1, k2, k3, k4, p1, p2.
+    """
 
     def get(key, **kw):
         v, field = vals[key]
@@ -214,18 +228,17 @@ def _intrinsics(frame: _Frame, width: int, height: int, json_path: Path, index: 
     elif "camera_angle_x" in vals:
         fx = fov_focal("camera_angle_x", width)
     else:
-        raise InputError("missing key 'camera_angle_x' (and no 'fl_x')", json_path,
-                         "camera_angle_x" if index == 0 else f"frames[{index}].camera_angle_x")
+        raise InputError(missing, json_path, missing_field)
     if "fl_y" in vals:
         fy = get("fl_y", positive=True)
     elif "camera_angle_y" in vals:
         fy = fov_focal("camera_angle_y", height)
     else:
         fy = fx
-    cx = get("cx") if "cx" in vals else width / 2.0
-    cy = get("cy") if "cy" in vals else height / 2.0
-    dist = tuple(get(k) if k in vals else 0.0 for k in ("k1", "k2", "p1", "p2"))
-    return (fx, fy, cx, cy, *dist)
+    out = {"fx": fx, "fy": fy, "cx": get("cx") if "cx" in vals else width / 2.0,
+           "cy": get("cy") if "cy" in vals else height / 2.0}
+    out.update({k: get(k) if k in vals else 0.0 for k in ("k1", "k2", "k3", "k4", "p1", "p2")})
+    return out
 
 
 def _load_split(root: Path, split: str, downscale: int, max_workers: int | None) -> SplitData | None:

@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -71,10 +70,10 @@ from typing import Any, Iterable
 import numpy as np
 
 from nerfkit.camera_paths import focus_point
-from nerfkit.cameras import focal_from_fov
 from nerfkit.errors import InputError
 from nerfkit.types import Cameras, Scene, SplitData
-from nerfkit.data.blender import DEFAULT_SPLITS, _check_splits, _matrix, _number, check_downscale, read_json
+from nerfkit.data.blender import (DEFAULT_SPLITS, _check_splits, _matrix, _number, check_downscale, read_intrinsics,
+                                  read_json)
 from nerfkit.data.images import area_downscale, read_raw, read_rgba, run_in_order
 
 TRANSFORMS = "transforms.json"
@@ -193,33 +192,9 @@ def _camera_model(frame: _Frame, json_path: Path) -> str:
 def _intrinsics(frame: _Frame, width: int, height: int, json_path: Path) -> tuple[float, ...]:
     """(fx, fy, cx, cy, k1, k2, p1, p2) in full-resolution pixels for one frame."""
     vals = frame.values
-
-    def get(key, **kw):
-        v, field = vals[key]
-        return _number(v, json_path, field, **kw)
-
-    def fov_focal(key, size):
-        angle = get(key, positive=True)
-        if angle >= math.pi:
-            raise InputError(f"field of view must be below pi radians, got {angle}", json_path, vals[key][1])
-        return focal_from_fov(size, angle)
-
     model = _camera_model(frame, json_path)
-    if "fl_x" in vals:
-        fx = get("fl_x", positive=True)
-    elif "camera_angle_x" in vals:
-        fx = fov_focal("camera_angle_x", width)
-    else:
-        raise InputError("missing key 'fl_x' (and no 'camera_angle_x')", json_path, f"frames[{frame.index}].fl_x")
-    if "fl_y" in vals:
-        fy = get("fl_y", positive=True)
-    elif "camera_angle_y" in vals:
-        fy = fov_focal("camera_angle_y", height)
-    else:
-        fy = fx
-    cx = get("cx") if "cx" in vals else width / 2.0
-    cy = get("cy") if "cy" in vals else height / 2.0
-    dist = {k: get(k) if k in vals else 0.0 for k in ("k1", "k2", "k3", "k4", "p1", "p2")}
+    dist = read_intrinsics(vals, width, height, json_path, missing="missing key 'fl_x' (and no 'camera_angle_x')",
+                           missing_field=f"frames[{frame.index}].fl_x")
     for k in ("k3", "k4"):
         if dist[k] != 0.0:
             raise InputError(f"{k} = {dist[k]:g} is not supported (nerfkit's OpenCV model has k1, k2, p1, p2 only)",
@@ -229,7 +204,7 @@ def _intrinsics(frame: _Frame, width: int, height: int, json_path: Path) -> tupl
             if dist[k] != 0.0:
                 raise InputError(f"{k} = {dist[k]:g} but camera_model is {model} (use OPENCV for distortion)",
                                  json_path, vals[k][1])
-    return (fx, fy, cx, cy, dist["k1"], dist["k2"], dist["p1"], dist["p2"])
+    return tuple(dist[k] for k in ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2"))
 
 
 def _image_size(path: Path) -> tuple[int, int]:
