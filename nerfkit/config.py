@@ -143,6 +143,11 @@ class TrainConfig:
     """Rays per step, drawn at random across all training images."""
     sample_budget: int = 65536
     """Occupancy sampler: field evaluations per step, shared by the batch's rays (packed samples)."""
+    early_stop_prepass: int = 0
+    """Occupancy sampler: train with early ray termination. Each batch's samples are first packed into this
+    many slots and a gradient-free density pass finds where each ray's transmittance falls below
+    model.early_stop_eps; only the samples in front of that point are trained on (packed into sample_budget).
+    0: off (train on every sample)."""
     lr_init: float = 5e-4
     """Adam learning rate at the start (decays exponentially to lr_final)."""
     lr_final: float = 5e-5

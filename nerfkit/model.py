@@ -147,10 +147,15 @@ def render_rays(
 
 
 def render_rays_packed(model: NeRFModel, rays: Rays, key: jax.Array, *, near: float, far: float, aabb: jax.Array,
-                       background: jax.Array, occupied: jax.Array, budget: int, randomized: bool = True) -> dict:
+                       background: jax.Array, occupied: jax.Array, budget: int, randomized: bool = True,
+                       prepass_budget: int = 0) -> dict:
     """Occupancy-sampler rendering with a fixed budget of ``budget`` field evaluations for the whole batch.
 
     Same samples as :func:`render_rays` with the occupancy sampler, packed (see ``occupancy.march_packed``).
+    With ``prepass_budget > 0`` (training with early ray termination, as nerfacc does): the samples are first
+    packed into ``prepass_budget`` slots, a gradient-free density pass finds where each ray's transmittance
+    falls below ``cfg.early_stop_eps``, and only the samples in front of that point are packed into
+    ``budget`` slots and rendered (the ones behind carry less than ``early_stop_eps`` of the ray's weight).
     Returns ``rgb`` [B, 3], ``depth`` [B], ``opacity`` [B], ``ray_ok`` bool [B] (the ray's samples all fit
     in the budget: use only those in a loss) and ``n_samples`` (slots used).
     """
@@ -158,15 +163,38 @@ def render_rays_packed(model: NeRFModel, rays: Rays, key: jax.Array, *, near: fl
     t_near, t_far = ray_bounds(cfg, rays, near, far, aabb)
     dt = occupancy.step_size(aabb_static(aabb), cfg.march_steps)
     p = occupancy.march_packed(key, rays.origins, rays.directions, t_near, t_far, occupied, aabb, dt=dt,
-                               march_steps=cfg.march_steps, max_samples=cfg.max_samples, budget=budget,
-                               randomized=randomized)
+                               march_steps=cfg.march_steps, max_samples=cfg.max_samples,
+                               budget=prepass_budget or budget, randomized=randomized)
     b = rays.origins.shape[0]
+    if prepass_budget:
+        p = _cut_behind_surface(model, rays, p, budget, cfg.early_stop_eps)
     ray = jnp.minimum(p["ray"], b - 1)  # unused slots read ray b-1's data; their delta is 0
     points = rays.origins[ray] + p["t"][:, None] * rays.directions[ray]
     app = appearance_codes(model, rays)
     sigma, rgb = model.coarse(points, rays.viewdirs[ray], appearance=None if app is None else app[ray])
     out = integrator.composite_packed(sigma, rgb, p["t"], p["delta"], p["ray"], b, background, t_far)
     return {**out, "ray_ok": p["ray_ok"], "n_samples": p["n_samples"]}
+
+
+def _cut_behind_surface(model: NeRFModel, rays: Rays, p: dict, budget: int, eps: float) -> dict:
+    """Drop the packed samples ``p`` that lie where the ray's transmittance (from the field's density, no
+    gradient) is below ``eps``, and re-pack the rest into ``budget`` slots (see :func:`render_rays_packed`)."""
+    b = rays.origins.shape[0]
+    ray = jnp.minimum(p["ray"], b - 1)
+    points = rays.origins[ray] + p["t"][:, None] * rays.directions[ray]
+    sigma = jax.lax.stop_gradient(model.coarse.density_only(points))
+    optical = sigma * p["delta"]
+    starts = jnp.concatenate([jnp.ones((1,), bool), p["ray"][1:] != p["ray"][:-1]])
+    before = integrator._segmented_cumsum(optical, starts) - optical
+    stop_depth = -np.log(eps) if eps > 0 else np.inf
+    keep = (p["delta"] > 0) & (before < stop_depth)  # a prefix of each ray's samples: order is kept
+    new = jnp.cumsum(keep) - 1
+    fits = keep & (new < budget)
+    slot = jnp.where(fits, new, budget)
+    pack = lambda v, fill: jnp.full(budget + 1, fill, v.dtype).at[slot].set(v)[:budget]  # noqa: E731
+    overflow = jax.ops.segment_max((keep & ~fits).astype(jnp.int32), p["ray"], num_segments=b + 1)[:b] > 0
+    return {"t": pack(p["t"], 0.0), "delta": pack(p["delta"], 0.0), "ray": pack(p["ray"], b),
+            "ray_ok": p["ray_ok"] & ~overflow, "n_samples": jnp.minimum(jnp.sum(keep), budget)}
 
 
 def render_rays_marching(model: NeRFModel, rays: Rays, *, near: float, far: float, aabb: jax.Array,

@@ -125,7 +125,7 @@ class TrainData:
 
 
 def make_train_step(graphdef, tx, *, batch_rays: int, near, far, aabb, background: str, seed: int,
-                    sample_budget: int = 0, mesh=None):
+                    sample_budget: int = 0, prepass_budget: int = 0, mesh=None):
     """The jitted ``step(params, opt_state, step, lr, origins, directions, rgba, occupied, radii=None) -> (params,
     opt_state, metrics)`` (``radii`` [R]: the rays' pixel cone radii, for mip-NeRF models).
 
@@ -140,7 +140,7 @@ def make_train_step(graphdef, tx, *, batch_rays: int, near, far, aabb, backgroun
         model = nnx.merge(graphdef, params)
         if model.cfg.sampler == "occupancy":
             out = render_rays_packed(model, rays, key, near=near, far=far, aabb=aabb, background=bg,
-                                     occupied=occupied, budget=sample_budget)
+                                     occupied=occupied, budget=sample_budget, prepass_budget=prepass_budget)
             ok = out["ray_ok"].astype(jnp.float32)
             mse = jnp.sum(ok * jnp.mean((out["rgb"] - target) ** 2, axis=-1)) / jnp.maximum(jnp.sum(ok), 1.0)
             return mse, (mse, jnp.sum(ok), out["n_samples"])
@@ -268,7 +268,8 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
     bg = BACKGROUNDS[cfg.data.background]
     kw = dict(near=scene.near, far=scene.far, aabb=scene.aabb)
     train_step = make_train_step(graphdef, tx, batch_rays=tcfg.batch_rays, background=cfg.data.background,
-                                 seed=tcfg.seed, sample_budget=tcfg.sample_budget, mesh=mesh, **kw)
+                                 seed=tcfg.seed, sample_budget=tcfg.sample_budget,
+                                 prepass_budget=tcfg.early_stop_prepass, mesh=mesh, **kw)
     render_fn = renderer.make_render_fn(graphdef, cfg.model, background=bg, mesh=mesh, **kw)
     use_grid = cfg.model.sampler == "occupancy"
     grid_update = make_grid_update(graphdef, cfg.model, scene.aabb, mesh=mesh) if use_grid else None
