@@ -320,7 +320,8 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
                       "val_views": len(pairs)})
             progress.write(f"step {at_step}: validation PSNR {psnr:.2f} dB ({len(pairs)} views)")
         overhead += time.time() - t0
-        done_time, done_step = time.time(), at_step  # rendering with the parameters waited for them
+        if psnr is not None:  # rendering with the parameters waited for them
+            done_time, done_step = time.time(), at_step
         return psnr, time.time() - t0
 
     def save(at_step):
