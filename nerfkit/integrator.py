@@ -16,6 +16,8 @@ rendered colour is ``sum_i w_i c_i + (1 - sum_i w_i) * background``. Working in 
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -111,6 +113,22 @@ def _segmented_cumsum(x: jnp.ndarray, starts: jnp.ndarray) -> jnp.ndarray:
     return jax.lax.associative_scan(combine, (starts, x))[1]
 
 
+def optical_depth_before(optical: jnp.ndarray, starts: jnp.ndarray) -> jnp.ndarray:
+    """Packed samples: optical depth in front of each sample within its ray (exclusive segmented sum).
+
+    Args:
+      optical: float32 [N] ``sigma * delta`` per sample; starts: bool [N], True at each ray's first sample.
+    Returns:
+      float32 [N]; the transmittance in front of sample i is ``exp(-result[i])``.
+    """
+    return _segmented_cumsum(optical, starts) - optical
+
+
+def stop_depth(eps: float) -> float:
+    """The optical depth at which transmittance falls to ``eps`` (infinite for ``eps <= 0``: never stop)."""
+    return -math.log(eps) if eps > 0 else math.inf
+
+
 def composite_packed(sigma, rgb, t, delta, ray, num_rays: int, background, far) -> dict:
     """Volume rendering of packed samples (every ray's samples contiguous and in distance order).
 
@@ -123,7 +141,7 @@ def composite_packed(sigma, rgb, t, delta, ray, num_rays: int, background, far) 
     """
     optical = sigma * delta
     starts = jnp.concatenate([jnp.ones((1,), bool), ray[1:] != ray[:-1]])
-    before = _segmented_cumsum(optical, starts) - optical
+    before = optical_depth_before(optical, starts)
     w = -jnp.expm1(-optical) * jnp.exp(-before)
     seg = lambda v: jax.ops.segment_sum(v, ray, num_segments=num_rays + 1)[:num_rays]  # noqa: E731
     acc = seg(w)

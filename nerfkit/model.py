@@ -185,9 +185,8 @@ def _cut_behind_surface(model: NeRFModel, rays: Rays, p: dict, budget: int, eps:
     sigma = jax.lax.stop_gradient(model.coarse.density_only(points))
     optical = sigma * p["delta"]
     starts = jnp.concatenate([jnp.ones((1,), bool), p["ray"][1:] != p["ray"][:-1]])
-    before = integrator._segmented_cumsum(optical, starts) - optical
-    stop_depth = -np.log(eps) if eps > 0 else np.inf
-    keep = (p["delta"] > 0) & (before < stop_depth)  # a prefix of each ray's samples: order is kept
+    before = integrator.optical_depth_before(optical, starts)
+    keep = (p["delta"] > 0) & (before < integrator.stop_depth(eps))  # a prefix of each ray's samples: order is kept
     new = jnp.cumsum(keep) - 1
     fits = keep & (new < budget)
     slot = jnp.where(fits, new, budget)
@@ -222,7 +221,7 @@ def render_rays_marching(model: NeRFModel, rays: Rays, *, near: float, far: floa
                                              max_samples=cfg.max_samples, randomized=False)
     n_ray = jnp.sum(mask, axis=-1).astype(jnp.int32)  # valid samples come first, in distance order
     app = appearance_codes(model, rays)
-    stop_depth = -np.log(early_stop_eps) if early_stop_eps > 0 else np.inf  # optical depth at which T < eps
+    stop_depth = integrator.stop_depth(early_stop_eps)
     seg = lambda v, ray: jax.ops.segment_sum(v, ray, num_segments=b + 1)[:b]  # noqa: E731
 
     def alive(s):
@@ -243,7 +242,7 @@ def render_rays_marching(model: NeRFModel, rays: Rays, *, near: float, far: floa
         sigma, rgb = model.coarse(points, rays.viewdirs[r], appearance=None if app is None else app[r])
         optical = sigma * delta
         first = rank == 0
-        before = integrator._segmented_cumsum(optical, first) - optical + s["optical"][r]
+        before = integrator.optical_depth_before(optical, first) + s["optical"][r]
         w = -jnp.expm1(-optical) * jnp.exp(-before)
         ray_seg = jnp.where(used, ray, b)
         return {"cursor": s["cursor"] + taken, "optical": s["optical"] + seg(optical, ray_seg),
