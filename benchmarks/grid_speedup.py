@@ -50,35 +50,38 @@ def main() -> int:
     import jax.numpy as jnp
 
     from nerfkit import metrics, renderer, runs
-    from nerfkit.trainer import BACKGROUNDS, build_model
+    from nerfkit.model import build_model
+    from nerfkit.types import OccupancyGrid, background_rgb
 
-    cfg, graphdef, params, meta, step, grid = runs.load_run(args.run_dir)
+    run = runs.load_run(args.run_dir)
+    cfg, graphdef, params, step, grid = run.cfg, run.graphdef, run.params, run.step, run.sampler_state
     if cfg.model.sampler != "occupancy":
         print(f"{args.run_dir} was not fitted with the occupancy sampler", file=sys.stderr)
         return 2
     scene = runs.load_scene(cfg.data, splits=("train", "test"))
     test = scene.splits["test"]
     bg_name = "white" if cfg.data.background == "random" else cfg.data.background
-    bg = np.asarray(BACKGROUNDS[bg_name], np.float32)
+    bg = background_rgb(bg_name)
     gts = test.composite(bg)
     chunk = cfg.train.render_chunk
-    kw = dict(near=meta.near, far=meta.far, aabb=meta.aabb, background=bg)
+    sampler = run.sampler
 
     # With: exactly what `nerfkit render` does. Without: every marching step evaluated, grid all occupied.
-    with_fn = renderer.make_render_fn(graphdef, cfg.model, samples_per_round=args.samples_per_round, **kw)
-    no_ert_fn = renderer.make_render_fn(graphdef, cfg.model, marching=False, **kw)
+    with_fn = renderer.make_render_fn(graphdef, sampler, bg, slots_per_ray=args.samples_per_round)
+    no_ert_fn = renderer.make_render_fn(graphdef, dataclasses.replace(sampler, mode="packed"), bg)
     dense_model = dataclasses.replace(cfg.model, max_samples=cfg.model.march_steps)
-    dense_graphdef, _ = build_model(dense_model, 0, meta.aabb)
-    without_fn = renderer.make_render_fn(dense_graphdef, dense_model, marching=False, **kw).per_ray
-    with_state = (params, grid["occupied"])
-    without_state = (params, jnp.ones_like(grid["occupied"]))
+    dense_graphdef, _ = build_model(dense_model, 0, run.meta.aabb)
+    dense = dataclasses.replace(sampler, cfg=dense_model, mode="one_pass")
+    without_fn = renderer.make_render_fn(dense_graphdef, dense, bg)
+    with_state = (params, grid)
+    without_state = (params, OccupancyGrid(density=grid.density, occupied=jnp.ones_like(grid.occupied)))
 
     def timed(fn, state, i):
-        renderer.render_view(fn, state, test.cameras, i, chunk)  # warm-up (compiles on the first view)
+        renderer.render_view(fn, *state, test.cameras, i, chunk)  # warm-up (compiles on the first view)
         times, out = [], None
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            out = renderer.render_view(fn, state, test.cameras, i, chunk)  # returns NumPy: synchronised
+            out = renderer.render_view(fn, *state, test.cameras, i, chunk)  # returns NumPy: synchronised
             times.append(time.perf_counter() - t0)
         return float(np.median(times)), out
 
@@ -105,13 +108,13 @@ def main() -> int:
               f"{row['early_termination_speedup']:.2f}x from early termination", flush=True)
     sweep = {}
     for k in args.sweep:  # the budget per round: smaller wastes fewer evaluations past termination, larger
-        fn = renderer.make_render_fn(graphdef, cfg.model, samples_per_round=k, **kw)  # needs fewer rounds
+        fn = renderer.make_render_fn(graphdef, sampler, bg, slots_per_ray=k)  # needs fewer rounds
         sweep[k] = float(np.mean([timed(fn, with_state, i)[0] for i in range(n)]))
         print(f"samples per round {k}: {sweep[k]:.3f} s per view", flush=True)
     mean = lambda k: float(np.mean([r[k] for r in rows]))  # noqa: E731
     figures = {
         "run": str(args.run_dir), "step": step, "resolution": [test.cameras.width, test.cameras.height],
-        "views": n, "grid_occupancy": float(np.mean(np.asarray(grid["occupied"]))),
+        "views": n, "grid_occupancy": float(np.mean(np.asarray(grid.occupied))),
         "march_steps": cfg.model.march_steps, "max_samples": cfg.model.max_samples,
         "early_stop_eps": cfg.model.early_stop_eps, "samples_per_round": args.samples_per_round,
         "seconds_with_grid": mean("seconds_with_grid"), "seconds_without_grid": mean("seconds_without_grid"),

@@ -59,7 +59,8 @@ def main() -> int:
     from nerfkit import metrics, renderer, runs
     from nerfkit.config import to_dict
     from nerfkit.data.images import area_downscale
-    from nerfkit.trainer import BACKGROUNDS, fit
+    from nerfkit.fit import fit
+    from nerfkit.types import background_rgb
 
     data = LEGO if (LEGO / "transforms_train.json").exists() else None
     figures = {}
@@ -68,9 +69,10 @@ def main() -> int:
         shutil.rmtree(out, ignore_errors=True)
         cfg = config(data, args.downscale if data else 1, use_mip, out, args.budget, args.levels)
         summary = fit(cfg, start_time=time.time())
-        rcfg, graphdef, params, meta, step, grid = runs.load_run(out)
-        bg = np.asarray(BACKGROUNDS[rcfg.data.background if rcfg.data.background != "random" else "white"], np.float32)
-        fn = renderer.make_render_fn(graphdef, rcfg.model, near=meta.near, far=meta.far, aabb=meta.aabb, background=bg)
+        run = runs.load_run(out)
+        rcfg = run.cfg
+        bg = background_rgb(rcfg.data.background)
+        fn = renderer.make_render_fn(run.graphdef, run.sampler, bg)
         test = runs.load_scene(rcfg.data, splits=("train", "test")).splits["test"]
         gts = test.composite(bg)
         n = min(args.views, len(test))
@@ -79,7 +81,7 @@ def main() -> int:
             cams = test.cameras.scaled(1.0 / s)
             psnrs = []
             for i in range(n):
-                pred = renderer.render_view(fn, (params, grid["occupied"]), cams, i, rcfg.train.render_chunk)["rgb"]
+                pred = renderer.render_view(fn, run.params, run.sampler_state, cams, i, rcfg.train.render_chunk)["rgb"]
                 gt = area_downscale(gts[i], s) if s > 1 else gts[i]
                 psnrs.append(metrics.image_metrics(pred, gt)["psnr"])
             row[f"psnr_1/{s}"] = float(np.mean(psnrs))

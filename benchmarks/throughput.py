@@ -42,33 +42,30 @@ def measure(preset: str, scene, steps: int, grid_warmup: int, render_sizes, rend
     import jax.numpy as jnp
 
     from configs import PRESETS
-    from nerfkit import renderer
+    from nerfkit import renderer, samplers
     from nerfkit.fields import field_flops
-    from nerfkit.trainer import (TrainData, build_model, init_grid, learning_rate, make_grid_update,
-                                 make_optimizer, make_train_step)
-    from nerfkit.types import Cameras
+    from nerfkit.model import build_model
+    from nerfkit.train_step import TrainData, learning_rate, make_optimizer, make_sampler_update, make_train_step
+    from nerfkit.types import Bounds, Cameras
 
     cfg = PRESETS[preset][1]
     tcfg, mcfg = cfg.train, cfg.model
     graphdef, params = build_model(mcfg, 0, scene.aabb)
     tx = make_optimizer(tcfg)
     opt_state = tx.init(params)
-    grid = init_grid(mcfg)
-    kw = dict(near=scene.near, far=scene.far, aabb=scene.aabb)
-    step_fn = make_train_step(graphdef, tx, batch_rays=tcfg.batch_rays, background="white", seed=0,
-                              sample_budget=tcfg.sample_budget, **kw)
+    sampler = samplers.build(mcfg, Bounds.of(scene.near, scene.far, scene.aabb), tcfg)
+    step_fn = make_train_step(graphdef, tx, sampler, batch_rays=tcfg.batch_rays, background="white", seed=0)
     data = TrainData.from_scene(scene)
     use_grid = mcfg.sampler == "occupancy"
-    update = make_grid_update(graphdef, mcfg, scene.aabb) if use_grid else None
-    state = {"p": params, "o": opt_state, "g": grid, "step": 0}
+    update = make_sampler_update(graphdef, sampler)
+    state = {"p": params, "o": opt_state, "g": sampler.init_state(), "step": 0}
 
     def one_step():
         s = state["step"]
-        if use_grid and s > 0 and s % mcfg.grid_update_every == 0:
+        if sampler.update_due(s):
             state["g"] = update(state["p"], state["g"], jax.random.key(s))
         lr = learning_rate(tcfg, s, 0.0)
-        state["p"], state["o"], m = step_fn(state["p"], state["o"], s, lr, data.origins, data.directions, data.rgba,
-                                            state["g"]["occupied"])
+        state["p"], state["o"], m = step_fn(state["p"], state["o"], s, lr, data, state["g"])
         state["step"] += 1
         return m
 
@@ -105,22 +102,22 @@ def measure(preset: str, scene, steps: int, grid_warmup: int, render_sizes, rend
 
     render = {}
     test = scene.splits["test"].cameras
-    fn = renderer.make_render_fn(graphdef, mcfg, background=(1.0, 1.0, 1.0), **kw)
-    st = (state["p"], state["g"]["occupied"])
+    fn = renderer.make_render_fn(graphdef, sampler, (1.0, 1.0, 1.0))
+    st = (state["p"], state["g"])
     for size in render_sizes:
         if mcfg.sampler == "hierarchical" and size > max_render_hierarchical:
             continue  # 256 samples per ray through two 8x256 MLPs: an 800x800 view takes about an hour on a CPU
         cams = dataclasses.replace(test.scaled(size / test.width), width=size, height=size)
         cams = Cameras(c2w=cams.c2w[:1], fx=cams.fx[:1], fy=cams.fy[:1], cx=cams.cx[:1], cy=cams.cy[:1], width=size, height=size)
-        renderer.render_view(fn, st, cams, 0, tcfg.render_chunk)  # warm-up / compile
-        render[f"{size}x{size}"] = _median_time(lambda: renderer.render_view(fn, st, cams, 0, tcfg.render_chunk),
+        renderer.render_view(fn, *st, cams, 0, tcfg.render_chunk)  # warm-up / compile
+        render[f"{size}x{size}"] = _median_time(lambda: renderer.render_view(fn, *st, cams, 0, tcfg.render_chunk),
                                                 render_repeats)
     return {
         "batch_rays": tcfg.batch_rays, "step_seconds": step_s, "rays_per_step": n_rays,
         "rays_per_s": n_rays / step_s, "samples_per_step": n_samples, "samples_per_s": n_samples / step_s,
         "field_flops_per_s": field_flops_s, "matmul_flops_per_s": matmul_flops_s,
         "utilisation_vs_matmul": field_flops_s / matmul_flops_s, "render_seconds": render,
-        "grid_occupancy": float(np.mean(np.asarray(state["g"]["occupied"]))) if use_grid else None,
+        "grid_occupancy": float(np.mean(np.asarray(state["g"].occupied))) if use_grid else None,
     }
 
 

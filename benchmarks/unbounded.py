@@ -53,7 +53,7 @@ def main() -> int:
     from nerfkit.config import to_dict
     from nerfkit.data.demo import write_blender
     from nerfkit.data.unbounded import make_unbounded_scene
-    from nerfkit.trainer import fit
+    from nerfkit.fit import fit
 
     data = args.work / f"scene{args.size}"
     if not data.exists():

@@ -137,7 +137,7 @@ def _fit(argv: list[str]) -> int:
     cfg = dataclasses.replace(cfg, preset=preset)
     if preset != "demo" and cfg.out == default.out and cfg.data.data is not None:
         cfg = dataclasses.replace(cfg, out=Path("runs") / f"{Path(cfg.data.data).name}-{preset}")
-    from nerfkit.trainer import fit
+    from nerfkit.fit import fit
 
     fit(cfg, start_time=_START)
     return 0
@@ -145,7 +145,7 @@ def _fit(argv: list[str]) -> int:
 
 def _render(argv: list[str]) -> int:
     args = tyro.cli(RenderArgs, args=argv, prog="nerfkit render")
-    from nerfkit.renderer import render_path
+    from nerfkit.video import render_path
 
     res = render_path(args.run_dir, path=args.path, frames=args.frames, fps=args.fps, width=args.width,
                       height=args.height, out=args.out, pngs=args.pngs, chunk=args.chunk)

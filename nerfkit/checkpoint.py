@@ -11,8 +11,25 @@ from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
+from flax import serialization
 
 from nerfkit.errors import InputError
+
+LEGACY_KEYS = {"grid": "sampler"}  # checkpoints written before the Sampler protocol kept the grid as "grid"
+
+
+def train_state(params, opt_state, sampler_state) -> dict:
+    """The tree a fit checkpoints: parameters, optimiser state and the sampler's state (as a dict)."""
+    return {"params": params, "opt_state": opt_state, "sampler": serialization.to_state_dict(sampler_state)}
+
+
+def from_train_state(tree: dict, sampler_template):
+    """(params, opt_state, sampler_state) from a restored :func:`train_state` tree; ``sampler_template`` gives
+    the sampler state's type (a stateless sampler ignores what an old checkpoint kept for it)."""
+    saved = tree["sampler"]
+    keys = serialization.to_state_dict(sampler_template)
+    state = serialization.from_state_dict(sampler_template, saved) if keys else sampler_template
+    return tree["params"], tree["opt_state"], state
 
 
 class Checkpointer:
@@ -23,7 +40,8 @@ class Checkpointer:
         if not create and not self.directory.is_dir():
             raise InputError("no checkpoints/ directory: has `nerfkit fit` written a checkpoint here?", path=run_dir)
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=create)
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                              item_handlers=ocp.StandardCheckpointHandler())
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -34,12 +52,31 @@ class Checkpointer:
         self._manager.wait_until_finished()
 
     def restore(self, target: dict, step: int | None = None) -> tuple[int, dict]:
-        """Restore checkpoint ``step`` (default: the latest) into the structure of ``target``."""
+        """Restore checkpoint ``step`` (default: the latest) into the structure of ``target``.
+
+        A top-level entry of ``target`` that is None is restored as it was saved (its on-disk structure:
+        for what the caller does not need, e.g. the optimiser state when rendering). A checkpoint written
+        before an entry was renamed (:data:`LEGACY_KEYS`) restores its old entry under the new name."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise InputError("no checkpoint found", path=self.directory)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        return step, self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        saved = self._manager.item_metadata(step)
+        saved = getattr(saved, "tree", saved)
+        local = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # unless the target says otherwise
+        struct = lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=getattr(m, "sharding", None) or local)  # noqa: E731
+        as_saved = lambda key: jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local), saved[key])  # noqa: E731
+        renamed = {old: new for old, new in LEGACY_KEYS.items() if old in saved and new not in saved and new in target}
+        abstract = {}
+        for key, value in target.items():
+            old = next((o for o, n in renamed.items() if n == key), None)
+            if old is not None:  # an old entry, as it was saved; the caller reads it under the new name
+                abstract[old] = as_saved(old)
+            else:
+                abstract[key] = as_saved(key) if value is None else jax.tree.map(struct, value)
+        restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        for old, new in renamed.items():
+            restored[new] = restored.pop(old)
+        return step, restored
 
     def close(self) -> None:
         self._manager.close()

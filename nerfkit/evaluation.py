@@ -11,7 +11,7 @@ import numpy as np
 
 from nerfkit import metrics, parallel, renderer, runs, visualize
 from nerfkit.errors import InputError
-from nerfkit.trainer import BACKGROUNDS
+from nerfkit.types import background_rgb
 
 
 def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, out: Path | None = None,
@@ -22,8 +22,8 @@ def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, o
     8 bits, as in ../shared/docs/BENCHMARKS.md. Writes ``OUT/metrics.json`` (per view and mean) and, for the
     first ``save_images`` views, ``OUT/images/<name>_{pred,gt,error}.png``; prints a table.
     """
-    cfg, graphdef, params, meta, step, grid = runs.load_run(run_dir)
-    params = (params, grid["occupied"])
+    run = runs.load_run(run_dir)
+    cfg, meta = run.cfg, run.meta
     data_cfg = cfg.data if data is None else type(cfg.data)(data=data, downscale=cfg.data.downscale, background=cfg.data.background)
     scene = runs.load_scene(data_cfg, splits=("train", split) if split != "train" else ("train",))
     if split not in scene.splits:
@@ -31,20 +31,19 @@ def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, o
     views = scene.splits[split]
     n = len(views) if max_views is None else min(max_views, len(views))
     bg_name = "white" if cfg.data.background == "random" else cfg.data.background
-    bg = np.asarray(BACKGROUNDS[bg_name], np.float32)
+    bg = background_rgb(bg_name)
     out = Path(run_dir) / f"eval_{split}" if out is None else Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     chunk = chunk or cfg.train.render_chunk
     mesh = parallel.render_mesh(chunk)
-    params = parallel.replicate(params, mesh)
-    fn = renderer.make_render_fn(graphdef, cfg.model, near=meta.near, far=meta.far, aabb=meta.aabb, background=bg,
-                                 mesh=mesh)
+    params, state = parallel.replicate((run.params, run.sampler_state), mesh)
+    fn = renderer.make_render_fn(run.graphdef, run.sampler, bg, mesh=mesh)
 
     rows, t0 = [], time.time()
     gts = views.composite(bg)
     for i in range(n):
         t_view = time.time()
-        pred = renderer.render_view(fn, params, views.cameras, i, chunk)
+        pred = renderer.render_view(fn, params, state, views.cameras, i, chunk)
         t_view = time.time() - t_view
         m = metrics.image_metrics(pred["rgb"], gts[i])
         name = Path(views.names[i]).stem
@@ -57,7 +56,7 @@ def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, o
             visualize.write_png(out / "images" / f"{name}_depth.png",
                                 visualize.depth_to_rgb(pred["depth"], pred["opacity"], meta.near, meta.far))
     result = {
-        "run": str(run_dir), "split": split, "step": step, "views": n,
+        "run": str(run_dir), "split": split, "step": run.step, "views": n,
         "resolution": [views.cameras.width, views.cameras.height], "background": bg_name,
         "psnr": float(np.mean([r["psnr"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows])),
         "seconds": time.time() - t0, "per_view": rows,

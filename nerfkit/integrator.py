@@ -12,14 +12,22 @@ For each interval: ``alpha_i = 1 - exp(-sigma_i delta_i)``, transmittance
 ``T_i = prod_{j<i} (1 - alpha_j) = exp(-sum_{j<i} sigma_j delta_j)``, weight ``w_i = T_i alpha_i``. The
 rendered colour is ``sum_i w_i c_i + (1 - sum_i w_i) * background``. Working in optical depth
 ``sigma * delta`` (sums, not products) keeps values and gradients finite at any magnitude.
+
+Samples come *batched* (arrays [..., S], one row per ray) or *packed* (arrays [N] with ``ray`` [N], the ray of
+each slot; nerfacc's layout, see :class:`nerfkit.types.PackedSamples`). :func:`accumulate` composites either
+into per-ray sums (carrying optical depth in from earlier rounds when rendering in rounds) and
+:func:`finish` turns sums into pixels; :func:`composite` is the two together.
 """
 
 from __future__ import annotations
 
 import math
 
+import flax.struct
 import jax
 import jax.numpy as jnp
+
+from nerfkit.types import RenderOutputs
 
 
 def weights_from_deltas(sigma: jnp.ndarray, delta: jnp.ndarray) -> jnp.ndarray:
@@ -66,40 +74,23 @@ def weights_from_alpha(alpha: jnp.ndarray) -> jnp.ndarray:
     return alpha * trans
 
 
-def composite(w: jnp.ndarray, tmid: jnp.ndarray, rgb: jnp.ndarray, background: jnp.ndarray, far) -> dict:
-    """Alpha-composite interval colours.
-
-    Args:
-      w: float32 [..., S] weights (from :func:`weights_from_density`).
-      tmid: float32 [..., S] distance of each interval's representative point.
-      rgb: float32 [..., S, 3] colours of each interval.
-      background: float32 [3] or [..., 3], seen through the remaining transmittance.
-      far: scalar or [...]: the depth reported for rays that hit nothing.
-    Returns:
-      dict with ``rgb`` [..., 3]; ``opacity`` [...] = sum w; ``depth`` [...] the expected distance of the
-      surface, ``sum w_i tmid_i / sum w_i`` (``far`` where the ray hits nothing); ``weights`` [..., S].
-    """
-    acc = jnp.sum(w, axis=-1)
-    color = jnp.sum(w[..., None] * rgb, axis=-2) + (1.0 - acc[..., None]) * background
-    # Guard the division where the ray is (nearly) empty; keep the gradient of the safe branch finite.
-    safe_acc = jnp.where(acc > 1e-6, acc, 1.0)
-    depth = jnp.where(acc > 1e-6, jnp.sum(w * tmid, axis=-1) / safe_acc, far)
-    return {"rgb": color, "opacity": acc, "depth": depth, "weights": w}
-
-
-def volume_render(sigma, rgb, t, background) -> dict:
-    """Densities and colours over contiguous intervals to pixel values.
+def volume_render(sigma, rgb, t, background) -> RenderOutputs:
+    """Densities and colours over contiguous intervals to pixel values (batched samples).
 
     Args:
       sigma: float32 [..., S]; rgb: float32 [..., S, 3]; t: float32 [..., S + 1] endpoints;
       background: [3] or [..., 3].
     Returns:
-      the dict of :func:`composite` (depth clipped to ``[t_0, t_S]``).
+      :class:`~nerfkit.types.RenderOutputs` with ``weights`` [..., S]; depth clipped to ``[t_0, t_S]``.
+
+    >>> out = volume_render(jnp.array([[0.0, 1e6]]), jnp.ones((1, 2, 3)), jnp.array([[0.0, 1.0, 2.0]]),
+    ...                     jnp.zeros(3))
+    >>> [round(float(x), 4) for x in (out.opacity[0], out.depth[0])]  # opaque from t = 1: depth 1.5, the midpoint
+    [1.0, 1.5]
     """
     tmid = 0.5 * (t[..., 1:] + t[..., :-1])
-    out = composite(weights_from_density(sigma, t), tmid, rgb, background, t[..., -1])
-    out["depth"] = jnp.clip(out["depth"], t[..., 0], t[..., -1])
-    return out
+    out = composite(sigma, rgb, tmid, t[..., 1:] - t[..., :-1], background, t[..., -1])
+    return out.replace(depth=jnp.clip(out.depth, t[..., 0], t[..., -1]))
 
 
 def _segmented_cumsum(x: jnp.ndarray, starts: jnp.ndarray) -> jnp.ndarray:
@@ -129,23 +120,85 @@ def stop_depth(eps: float) -> float:
     return -math.log(eps) if eps > 0 else math.inf
 
 
-def composite_packed(sigma, rgb, t, delta, ray, num_rays: int, background, far) -> dict:
-    """Volume rendering of packed samples (every ray's samples contiguous and in distance order).
+@flax.struct.dataclass
+class RaySums:
+    """Per-ray sums over composited samples, before the background is added (see :func:`accumulate`).
 
-    Args:
-      sigma: float32 [N]; rgb: float32 [N, 3]; t: float32 [N] sample distances; delta: float32 [N] interval
-        lengths (0 for unused slots); ray: int32 [N] ray of each sample (``num_rays`` for unused slots).
-      num_rays: B; background: float32 [3] or [B, 3]; far: scalar or [B], depth of rays that hit nothing.
+    Attributes:
+      optical: float32 [B] optical depth ``sum sigma delta`` (transmittance behind the samples: ``exp(-optical)``).
+      opacity: float32 [B] ``sum w``; rgb: float32 [B, 3] ``sum w c``; depth: float32 [B] ``sum w t``.
+    """
+
+    optical: jax.Array
+    opacity: jax.Array
+    rgb: jax.Array
+    depth: jax.Array
+
+    @classmethod
+    def zeros(cls, num_rays: int) -> "RaySums":
+        z = jnp.zeros((num_rays,), jnp.float32)
+        return cls(optical=z, opacity=z, rgb=jnp.zeros((num_rays, 3), jnp.float32), depth=z)
+
+    def __add__(self, other: "RaySums") -> "RaySums":
+        return jax.tree.map(jnp.add, self, other)
+
+
+def accumulate(sigma, rgb, t, delta, *, ray=None, num_rays: int | None = None, optical_before=None):
+    """Composite samples into per-ray sums: the one compositor behind every render path.
+
+    Batched samples (``ray`` None): arrays [..., S], samples along the last axis in distance order. Packed
+    samples: arrays [N] (rgb [N, 3]) with ``ray`` int32 [N], each ray's samples contiguous and in distance
+    order, ``num_rays`` (B) for unused slots (``delta`` 0 there). ``w_i = exp(-(before_i)) (1 - exp(-sigma_i
+    delta_i))``, ``before_i`` the optical depth in front of sample i on its ray, plus ``optical_before`` [B]
+    (or [...]) carried in from samples composited earlier (rendering in rounds; nerfacc's ``prefix_trans``).
+
     Returns:
-      dict with ``rgb`` [B, 3], ``opacity`` [B], ``depth`` [B] as :func:`composite` computes them.
+      (:class:`RaySums` over each ray [B] (or [...]), w: the weight of each sample, like ``sigma``).
+
+    >>> sums, w = accumulate(jnp.array([1e6, 1e6]), jnp.ones((2, 3)), jnp.array([1.0, 3.0]),
+    ...                      jnp.array([0.1, 0.1]), ray=jnp.array([0, 1]), num_rays=2,
+    ...                      optical_before=jnp.array([0.0, 50.0]))  # ray 1 was opaque already
+    >>> [round(float(x), 4) for x in sums.opacity], [round(float(x), 4) for x in w]
+    ([1.0, 0.0], [1.0, 0.0])
     """
     optical = sigma * delta
+    if ray is None:
+        w = weights_from_deltas(sigma, delta)
+        if optical_before is not None:
+            w = w * jnp.exp(-optical_before[..., None])
+        sums = RaySums(optical=jnp.sum(optical, axis=-1), opacity=jnp.sum(w, axis=-1),
+                       rgb=jnp.sum(w[..., None] * rgb, axis=-2), depth=jnp.sum(w * t, axis=-1))
+        return sums, w
     starts = jnp.concatenate([jnp.ones((1,), bool), ray[1:] != ray[:-1]])
     before = optical_depth_before(optical, starts)
-    w = -jnp.expm1(-optical) * jnp.exp(-before)
+    if optical_before is not None:
+        before = before + optical_before[jnp.minimum(ray, num_rays - 1)]
+    w = -jnp.expm1(-optical) * jnp.exp(-before)  # 1 - exp(-x), exact for thin intervals
     seg = lambda v: jax.ops.segment_sum(v, ray, num_segments=num_rays + 1)[:num_rays]  # noqa: E731
-    acc = seg(w)
-    color = seg(w[:, None] * rgb) + (1.0 - acc[:, None]) * background
+    return RaySums(optical=seg(optical), opacity=seg(w), rgb=seg(w[:, None] * rgb), depth=seg(w * t)), w
+
+
+def finish(sums: RaySums, background, far, weights=None) -> RenderOutputs:
+    """Pixels from per-ray sums: ``rgb = sum w c + (1 - sum w) background``; ``depth = sum w t / sum w``
+    (``far`` where the ray hits nothing, with the division guarded so its gradient stays finite)."""
+    acc = sums.opacity
+    color = sums.rgb + (1.0 - acc[..., None]) * background
     safe_acc = jnp.where(acc > 1e-6, acc, 1.0)
-    depth = jnp.where(acc > 1e-6, seg(w * t) / safe_acc, far)
-    return {"rgb": color, "opacity": acc, "depth": depth}
+    depth = jnp.where(acc > 1e-6, sums.depth / safe_acc, far)
+    return RenderOutputs(rgb=color, depth=depth, opacity=acc, weights=weights)
+
+
+def composite(sigma, rgb, t, delta, background, far, *, ray=None, num_rays: int | None = None) -> RenderOutputs:
+    """Alpha-composite samples (batched [..., S] or packed [N] with ``ray``; see :func:`accumulate`).
+
+    Args:
+      sigma: float32 densities; rgb: float32 colours (trailing axis 3); t: float32 distance of each sample's
+        representative point; delta: float32 interval lengths (0: empty slot).
+      background: float32 [3] or [B, 3], seen through the remaining transmittance.
+      far: scalar or [B]: the depth reported for rays that hit nothing.
+    Returns:
+      :class:`~nerfkit.types.RenderOutputs`: ``rgb`` [B, 3], ``opacity`` [B], ``depth`` [B]; ``weights`` [..., S]
+      for batched samples.
+    """
+    sums, w = accumulate(sigma, rgb, t, delta, ray=ray, num_rays=num_rays)
+    return finish(sums, background, far, weights=w if ray is None else None)

@@ -7,8 +7,10 @@ points whatever the scene. When a ray crosses more than ``K`` occupied candidate
 every cell is occupied), every ``s``-th one is kept, ``s = ceil(count / K)``, and each kept point stands for
 an interval ``s * dt`` long: coverage of the whole ray is kept, resolution adapts as the grid empties.
 
-Conventions: ``grid_density`` float32 [R, R, R] indexed [x, y, z]; ``occupied`` bool [R, R, R];
-per-sample arrays are [B, K] with a ``mask`` of valid slots.
+Conventions: the grid is a :class:`~nerfkit.types.OccupancyGrid` (``density`` float32 [R, R, R] indexed
+[x, y, z]; ``occupied`` bool [R, R, R]); per-sample arrays are [B, K] with a ``mask`` of valid slots, or
+packed (:class:`~nerfkit.types.PackedSamples`). This module is the grid's math; the sampler built on it
+(its state, update rule and rendering) is :mod:`nerfkit.samplers.occupancy_grid`.
 """
 
 from __future__ import annotations
@@ -18,9 +20,15 @@ import math
 import jax
 import jax.numpy as jnp
 
+from nerfkit.types import OccupancyGrid, PackedSamples
+
 
 def step_size(aabb, march_steps: int) -> float:
-    """Marching step: the box diagonal divided by ``march_steps``."""
+    """Marching step: the box diagonal divided by ``march_steps``.
+
+    >>> round(step_size(((0, 0, 0), (1, 1, 1)), 100), 6)  # sqrt(3) / 100
+    0.017321
+    """
     lo, hi = aabb
     return float(math.dist(tuple(map(float, lo)), tuple(map(float, hi)))) / march_steps
 
@@ -62,6 +70,18 @@ def march(key, origins, directions, t_near, t_far, occupied, aabb, *, dt: float,
     delta = jnp.where(mask, dt * stride[:, None].astype(jnp.float32), 0.0)
     t_sel = jnp.where(mask, t_sel, t_far[:, None])
     return t_sel, delta, mask
+
+
+def init_grid(resolution: int) -> OccupancyGrid:
+    """A fresh grid of ``resolution^3`` cells: density 0, every cell occupied (a young field is sampled
+    everywhere until the first updates prune it).
+
+    >>> g = init_grid(4)
+    >>> g.density.shape, bool(g.occupied.all())
+    ((4, 4, 4), True)
+    """
+    r = resolution
+    return OccupancyGrid(density=jnp.zeros((r, r, r), jnp.float32), occupied=jnp.ones((r, r, r), bool))
 
 
 def cell_centers(resolution: int, aabb: jax.Array, key=None) -> jax.Array:
@@ -113,8 +133,7 @@ def march_packed(key, origins, directions, t_near, t_far, occupied, aabb, *, dt:
     not fit in the budget are flagged in ``ray_ok``; exclude them from the loss.
 
     Returns:
-      dict: ``t`` float32 [N] distances, ``delta`` float32 [N] lengths (0 in unused slots), ``ray`` int32 [N]
-      ray index of each slot (``B`` for unused slots), ``ray_ok`` bool [B], ``n_samples`` int32 [] used.
+      :class:`~nerfkit.types.PackedSamples` of ``budget`` slots.
     """
     b = origins.shape[0]
     t, keep, slot_in_ray, n_kept, stride = _select(key, origins, directions, t_near, t_far, occupied, aabb, dt,
@@ -128,7 +147,7 @@ def march_packed(key, origins, directions, t_near, t_far, occupied, aabb, *, dt:
     delta_rows = jnp.broadcast_to((dt * stride.astype(jnp.float32))[:, None], t.shape)
     delta_p = jnp.zeros(budget + 1, jnp.float32).at[slot].set(delta_rows)[:budget]
     ray_ok = offsets + n_kept <= budget
-    return {"t": t_p, "delta": delta_p, "ray": ray_p, "ray_ok": ray_ok, "n_samples": jnp.minimum(jnp.sum(n_kept), budget)}
+    return PackedSamples(t=t_p, delta=delta_p, ray=ray_p, ray_ok=ray_ok, n_samples=jnp.minimum(jnp.sum(n_kept), budget))
 
 
 def assign_slots(take: jax.Array, budget: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -142,6 +161,10 @@ def assign_slots(take: jax.Array, budget: int) -> tuple[jax.Array, jax.Array, ja
     Returns:
       (taken int32 [B] samples each ray got, ray int32 [N] the ray of each slot (``B`` for unused slots),
       rank int32 [N] the slot's position within its ray's run, 0-based).
+
+    >>> taken, ray, rank = assign_slots(jnp.array([2, 0, 3]), 4)  # ray 2 gets 2 of its 3
+    >>> taken.tolist(), ray.tolist(), rank.tolist()
+    ([2, 0, 2], [0, 0, 2, 2], [0, 1, 0, 1])
     """
     b = take.shape[0]
     start = jnp.cumsum(take) - take  # exclusive

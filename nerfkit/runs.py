@@ -7,14 +7,20 @@ validation images.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from nerfkit import samplers
+from nerfkit.checkpoint import Checkpointer, from_train_state, train_state
 from nerfkit.config import DataConfig, FitConfig, load_config
 from nerfkit.errors import InputError
-from nerfkit.types import Cameras, Scene
+from nerfkit.model import abstract_model
+from nerfkit.samplers import Sampler
+from nerfkit.types import Bounds, Cameras, Scene
 
 
 def load_scene(data: DataConfig, splits=("train", "val", "test")) -> Scene:
@@ -32,8 +38,6 @@ def load_scene(data: DataConfig, splits=("train", "val", "test")) -> Scene:
 
 def downscale_scene(scene: Scene, factor: int) -> Scene:
     """Every split shrunk by an integer factor (area filtering on premultiplied RGBA)."""
-    import dataclasses
-
     from nerfkit.data.images import area_downscale
 
     splits = {}
@@ -91,6 +95,10 @@ class SceneMeta:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise InputError(f"unreadable run metadata ({type(e).__name__}: {e})", path=path) from None
 
+    @property
+    def bounds(self) -> Bounds:
+        return Bounds.of(self.near, self.far, self.aabb)
+
 
 def check_resumable(cfg: FitConfig, out: Path) -> None:
     """Resuming needs the same model architecture as the checkpoint was written with."""
@@ -99,20 +107,38 @@ def check_resumable(cfg: FitConfig, out: Path) -> None:
         raise InputError("--resume with a different model config than the checkpoint's", path=out / "config.json", field="model")
 
 
-def load_run(run_dir: Path):
-    """(cfg, graphdef, params, meta, step, grid) of the latest checkpoint of a run directory."""
-    from nerfkit.checkpoint import Checkpointer
-    from nerfkit.trainer import build_model, init_grid, make_optimizer
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A fitted run, restored: what ``render``, ``evaluate`` and the benchmarks need.
 
+    Attributes:
+      cfg: the resolved config; meta: cameras, bounds and background (``scene.json``); step: the checkpoint's.
+      graphdef, params: the model (``nnx.merge(graphdef, params)``); sampler, sampler_state: how to sample it.
+    """
+
+    cfg: FitConfig
+    meta: "SceneMeta"
+    step: int
+    graphdef: Any
+    params: Any
+    sampler: Sampler
+    sampler_state: Any
+
+
+def load_run(run_dir: Path) -> Run:
+    """The latest checkpoint of a run directory, restored into a model built from its config
+    (``nnx.eval_shape``: nothing is initialised that the checkpoint overwrites)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError("no such run directory", path=run_dir)
     cfg = load_config(run_dir / "config.json")
     meta = SceneMeta(run_dir / "scene.json")
-    graphdef, params = build_model(cfg.model, cfg.train.seed, meta.aabb, num_images=len(meta.cameras["train"]))
-    target = {"params": params, "opt_state": make_optimizer(cfg.train).init(params), "grid": init_grid(cfg.model)}
+    graphdef, params = abstract_model(cfg.model, meta.aabb, num_images=len(meta.cameras["train"]))
+    sampler = samplers.build(cfg.model, meta.bounds, cfg.train)
+    template = sampler.init_state()
     with Checkpointer(run_dir, create=False) as ck:
         if ck.latest_step() is None:
             raise InputError("no checkpoint in checkpoints/: the fit never saved one", path=run_dir)
-        step, restored = ck.restore(target)
-    return cfg, graphdef, restored["params"], meta, step, restored["grid"]
+        step, restored = ck.restore(train_state(params, None, template))
+    params, _, state = from_train_state(restored, template)
+    return Run(cfg=cfg, meta=meta, step=step, graphdef=graphdef, params=params, sampler=sampler, sampler_state=state)

@@ -1,4 +1,4 @@
-"""Shared data types: cameras, scenes and rays.
+"""Shared data types: cameras, scenes, rays, render outputs, packed samples and sampler state.
 
 Conventions
 -----------
@@ -144,3 +144,124 @@ class Rays:
 
     def reshape(self, *shape) -> "Rays":
         return jax.tree_util.tree_map(lambda x: x.reshape(*shape, x.shape[-1]), self)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Backgrounds, render outputs, packed samples and sampler state: what flows between samplers, the
+# integrator, the renderer and the train step.
+
+BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "random": (1.0, 1.0, 1.0)}
+"""Background colours by name. ``random`` trains on a new colour per ray; everything that needs one colour
+(rendering, evaluation, validation) uses white for it."""
+
+
+def background_rgb(name: str) -> np.ndarray:
+    """float32 [3]: the colour a background name stands for (white for ``random``).
+
+    >>> background_rgb("black").tolist()
+    [0.0, 0.0, 0.0]
+    >>> background_rgb("random").tolist()
+    [1.0, 1.0, 1.0]
+    """
+    return np.asarray(BACKGROUNDS[name], np.float32)
+
+
+@flax.struct.dataclass
+class RenderOutputs:
+    """What rendering a batch of ``B`` rays gives (a pytree: returned from ``jit``).
+
+    Attributes:
+      rgb: float32 [B, 3] colour, background included.
+      depth: float32 [B] expected distance of the surface (``far`` for rays that hit nothing).
+      opacity: float32 [B] accumulated weight, ``sum_i w_i``.
+      weights: float32 [B, S] interval weights (batched samples only), else None.
+      coarse: the coarse pass of a two-pass sampler (its own loss), else None.
+      ray_ok: bool [B]: the ray's samples all fitted in a fixed sample budget (use only these rays in a loss;
+        a renderer redoes the others), or None when every ray is complete.
+      n_samples: int32 []: field evaluations used by the batch (packed samplers), or None.
+      samples: int32 [B]: field evaluations of each ray (rendering in rounds), or None.
+      rounds: int32 []: rounds of rendering in rounds, or None.
+    """
+
+    rgb: jax.Array
+    depth: jax.Array
+    opacity: jax.Array
+    weights: jax.Array | None = None
+    coarse: "RenderOutputs | None" = None
+    ray_ok: jax.Array | None = None
+    n_samples: jax.Array | None = None
+    samples: jax.Array | None = None
+    rounds: jax.Array | None = None
+
+    def pixels(self) -> dict:
+        """The per-ray arrays a renderer returns: ``rgb``, ``depth``, ``opacity`` and, where present,
+        ``samples`` (a dict of arrays with the batch as leading axis)."""
+        out = {"rgb": self.rgb, "depth": self.depth, "opacity": self.opacity}
+        if self.samples is not None:
+            out["samples"] = self.samples
+        return out
+
+
+@flax.struct.dataclass
+class PackedSamples:
+    """The samples of a batch of ``B`` rays packed into one array of ``N`` slots (nerfacc's layout).
+
+    Ray ``r``'s samples are contiguous and in distance order; unused slots have ``delta = 0`` and
+    ``ray = B``.
+
+    Attributes:
+      t: float32 [N] sample distances.
+      delta: float32 [N] interval lengths (0 in unused slots).
+      ray: int32 [N] ray of each slot (``B`` for unused slots).
+      ray_ok: bool [B] all of the ray's samples fitted in the ``N`` slots.
+      n_samples: int32 [] slots used.
+    """
+
+    t: jax.Array
+    delta: jax.Array
+    ray: jax.Array
+    ray_ok: jax.Array
+    n_samples: jax.Array
+
+
+@flax.struct.dataclass
+class OccupancyGrid:
+    """The occupancy sampler's state: which cells of the scene box can hold anything.
+
+    Attributes:
+      density: float32 [R, R, R] running (EMA) estimate of each cell's density, indexed [x, y, z].
+      occupied: bool [R, R, R] cells the sampler visits.
+    """
+
+    density: jax.Array
+    occupied: jax.Array
+
+
+@flax.struct.dataclass
+class NoState:
+    """The state of a sampler that keeps none (an empty pytree)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """Where rays are sampled: ``near`` / ``far`` along each ray and the scene box (static: Python floats, so
+    a sampler holding them can be closed over by ``jit`` and the marching step is a compile-time constant).
+
+    Attributes:
+      near, far: ray bounds (world units; 0 and 1 for NDC cameras).
+      aabb: ((x0, y0, z0), (x1, y1, z1)) the scene box.
+    """
+
+    near: float
+    far: float
+    aabb: tuple[tuple[float, float, float], tuple[float, float, float]]
+
+    @classmethod
+    def of(cls, near, far, aabb) -> "Bounds":
+        """From any numbers and a [2, 3] array-like box.
+
+        >>> Bounds.of(2, 6, np.array([[-1.5] * 3, [1.5] * 3])).aabb[1]
+        (1.5, 1.5, 1.5)
+        """
+        box = np.asarray(aabb, np.float64).reshape(2, 3)
+        return cls(float(near), float(far), (tuple(map(float, box[0])), tuple(map(float, box[1]))))

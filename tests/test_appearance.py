@@ -14,8 +14,7 @@ from flax import nnx
 from nerfkit import cameras as cam
 from nerfkit import renderer, runs
 from nerfkit.config import DataConfig, FieldConfig, FitConfig, ModelConfig, TrainConfig
-from nerfkit.model import render_rays
-from nerfkit.trainer import fit
+from nerfkit.fit import fit
 from nerfkit.types import Rays
 
 EXPOSURE = (0.45, 1.0)  # even training images are darker
@@ -43,16 +42,16 @@ def test_appearance_codes_learn_the_exposure_of_each_photo(tmp_path, exposure_sc
     fit(FitConfig(out=tmp_path / "run", data=DataConfig(data=root), model=model_cfg, preset="test",
                   train=TrainConfig(steps=150, batch_rays=256, lr_init=1e-2, lr_final=1e-3, log_every=50,
                                     val_every=0, val_views=0, checkpoint_every=1000)))
-    cfg, graphdef, params, meta, _, grid = runs.load_run(tmp_path / "run")
-    model = nnx.merge(graphdef, params)
+    run = runs.load_run(tmp_path / "run")
+    meta = run.meta
+    model = nnx.merge(run.graphdef, run.params)
     assert model.appearance.embedding[...].shape == (8, 4)
     rays = cam.image_rays(meta.cameras["train"], 0, np)
     o, d = jnp.asarray(rays.origins.reshape(-1, 3)), jnp.asarray(rays.directions.reshape(-1, 3))
-    kw = dict(near=meta.near, far=meta.far, aabb=jnp.asarray(meta.aabb), background=jnp.ones(3), randomized=False)
 
     def render(ids):
         r = Rays(o, d, d, image_ids=ids)
-        return np.asarray(render_rays(model, r, jax.random.key(0), **kw)["rgb"])
+        return np.asarray(run.sampler.render(model, r, run.sampler_state, jnp.ones(3)).rgb)
 
     dark, bright = render(jnp.zeros(o.shape[0], jnp.int32)), render(jnp.ones(o.shape[0], jnp.int32))
     obj = scene.splits["train"].rgba[0].reshape(-1, 4)[:, 3] > 0.9
@@ -60,9 +59,8 @@ def test_appearance_codes_learn_the_exposure_of_each_photo(tmp_path, exposure_sc
     # The same rays rendered with a dark photo's code come out darker (truth 0.45; learning after 150 steps).
     assert ratio < 0.9, ratio
     # Novel views use the mean code: between the two.
-    fn = renderer.make_render_fn(graphdef, cfg.model, near=meta.near, far=meta.far, aabb=meta.aabb,
-                                 background=np.ones(3, np.float32))
-    mean = renderer.render_rays_chunked(fn, (params, grid["occupied"]), rays.origins, rays.directions, 64)["rgb"]
+    fn = renderer.make_render_fn(run.graphdef, run.sampler, np.ones(3, np.float32))
+    mean = renderer.render_rays_chunked(fn, run.params, run.sampler_state, rays.origins, rays.directions, 64)["rgb"]
     m = mean.reshape(-1, 3)[obj].mean()
     assert dark[obj].mean() < m < bright[obj].mean()
 

@@ -10,7 +10,8 @@ import pytest
 from nerfkit.checkpoint import Checkpointer
 from nerfkit.config import TrainConfig
 from nerfkit.errors import InputError
-from nerfkit.trainer import build_model, make_optimizer
+from nerfkit.model import build_model
+from nerfkit.train_step import make_optimizer
 
 from .conftest import tiny_model
 

@@ -99,8 +99,9 @@ def test_gradients_finite_under_jit():
 def test_bfloat16_matmuls_keep_float32_outputs_close():
     """compute_dtype=bfloat16: matmuls in bf16 (same float32 parameters), integrator and outputs in float32."""
     from nerfkit.config import ModelConfig
-    from nerfkit.model import NeRFModel, render_rays
-    from nerfkit.types import Rays
+    from nerfkit import samplers
+    from nerfkit.model import NeRFModel
+    from nerfkit.types import Bounds, Rays
 
     outs = {}
     for dtype in ("float32", "bfloat16"):
@@ -110,10 +111,10 @@ def test_bfloat16_matmuls_keep_float32_outputs_close():
         o = jnp.zeros((4, 3)).at[:, 2].set(4.0)
         d = jnp.array([[0.0, 0.0, -1.0], [0.1, 0.0, -1.0], [0.0, 0.2, -1.0], [0.3, 0.3, -1.0]])
         d = d / jnp.linalg.norm(d, axis=-1, keepdims=True)
-        outs[dtype] = render_rays(model, Rays(o, d, d), jax.random.key(0), near=2.0, far=6.0,
-                                  aabb=jnp.array([[-1.5] * 3, [1.5] * 3]), background=jnp.ones(3), randomized=False)
-    assert outs["bfloat16"]["rgb"].dtype == jnp.float32
-    np.testing.assert_allclose(np.asarray(outs["bfloat16"]["rgb"]), np.asarray(outs["float32"]["rgb"]), atol=5e-2)  # bf16: 8-bit mantissa
+        sampler = samplers.build(model.cfg, Bounds.of(2.0, 6.0, [[-1.5] * 3, [1.5] * 3]))
+        outs[dtype] = sampler.render(model, Rays(o, d, d), sampler.init_state(), jnp.ones(3))
+    assert outs["bfloat16"].rgb.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(outs["bfloat16"].rgb), np.asarray(outs["float32"].rgb), atol=5e-2)  # bf16: 8-bit mantissa
 
 
 # ------------------------------------------------------------------------------------------- field_flops
@@ -184,7 +185,7 @@ def test_fourier_field_params_exclude_b_and_rebuild_identically():
     # Parameters: only the MLP (encoding 2 m = 64 wide); B is not a Param and not state at all.
     expected = (_dense(64, 32) + _dense(32 + 64, 32) + _dense(32, 1) + _dense(32, 32) + _dense(32 + 15, 16)
                 + _dense(16, 3))
-    graphdef, params = nnx.split(NeRFField(FOURIER, rngs=nnx.Rngs(0)), nnx.Param)  # the trainer's split
+    graphdef, params = nnx.split(NeRFField(FOURIER, rngs=nnx.Rngs(0)), nnx.Param)  # the fit's split
     assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params)) == expected
     _, _, rest = nnx.split(NeRFField(FOURIER, rngs=nnx.Rngs(0)), nnx.Param, ...)
     assert not jax.tree.leaves(rest)  # nothing outside nnx.Param
@@ -209,10 +210,10 @@ def test_fourier_field_params_exclude_b_and_rebuild_identically():
 
 
 def test_fourier_checkpoint_round_trip(tmp_path):
-    """Orbax save of the trainer's params, restore into a model built fresh (another seed): same outputs."""
+    """Orbax save of a fit's params, restore into a model built fresh (another seed): same outputs."""
     from nerfkit.checkpoint import Checkpointer
     from nerfkit.config import ModelConfig
-    from nerfkit.trainer import build_model
+    from nerfkit.model import build_model
 
     cfg = ModelConfig(coarse=FOURIER, sampler="occupancy")
     graphdef, params = build_model(cfg, seed=0)

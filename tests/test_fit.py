@@ -1,4 +1,4 @@
-"""End-to-end tests of ``nerfkit.trainer.fit``: resuming reproduces an uninterrupted fit (in-process and
+"""End-to-end tests of ``nerfkit.fit.fit``: resuming reproduces an uninterrupted fit (in-process and
 after a SIGKILL of the CLI), and a short fit really learns the scene (PSNR gain on held-out views)."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import pytest
 
 from nerfkit import evaluation, runs
 from nerfkit.config import DataConfig, FieldConfig, FitConfig, ModelConfig, TrainConfig, load_config
-from nerfkit.trainer import build_model, fit
+from nerfkit.fit import fit
+from nerfkit.model import build_model
 
 from .conftest import TINY_MODEL_FLAGS, tiny_fit_config
 
@@ -28,8 +29,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:Runtime
 
 def _final(run_dir: Path):
     """(params, step) of the latest checkpoint of a run."""
-    loaded = runs.load_run(run_dir)  # (cfg, graphdef, params, meta, step, ...)
-    return loaded[2], loaded[4]
+    run = runs.load_run(run_dir)
+    return run.params, run.step
 
 
 def _assert_params_close(a, b, atol=1e-6):
@@ -191,8 +192,8 @@ def test_occupancy_hash_fit_improves_test_psnr(tmp_path, psnr_scene_dir):
     after = evaluation.evaluate(tmp_path / "trained", split="test", save_images=0)
     assert after["psnr"] >= before["psnr"] + 8.0, (before["psnr"], after["psnr"])
     # The grid was updated from the field and now skips some space.
-    grid = runs.load_run(tmp_path / "trained")[5]
-    assert 0.0 < float(np.mean(np.asarray(grid["occupied"]))) < 1.0
+    grid = runs.load_run(tmp_path / "trained").sampler_state
+    assert 0.0 < float(np.mean(np.asarray(grid.occupied))) < 1.0
     assert summary["rays_per_s"] > 0
 
 

@@ -42,12 +42,12 @@ def test_constant_density_slab_opacity(sigma_value):
     expected = 1.0 - np.exp(-sigma_value * (b - a))
     # rtol 1e-4: in float32, alpha = 1 - exp(-sigma delta) cancels for thin intervals (sigma delta = 5e-4 at
     # sigma = 0.05), which costs ~6e-5 relative on the total; -expm1 would be exact to ~1e-7.
-    np.testing.assert_allclose(float(out["opacity"]), expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(float(out.opacity), expected, rtol=1e-4, atol=1e-6)
     # Constant colour 0.25 on a black background: the pixel is 0.25 * opacity.
-    np.testing.assert_allclose(np.asarray(out["rgb"]), 0.25 * expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out.rgb), 0.25 * expected, rtol=1e-4, atol=1e-6)
     # No weight outside the slab.
     tmid = 0.5 * (np.asarray(t)[1:] + np.asarray(t)[:-1])
-    assert np.all(np.asarray(out["weights"])[(tmid < a) | (tmid > b)] == 0.0)
+    assert np.all(np.asarray(out.weights)[(tmid < a) | (tmid > b)] == 0.0)
 
 
 def test_opaque_slab_depth_is_front_face():
@@ -57,8 +57,8 @@ def test_opaque_slab_depth_is_front_face():
     sigma, t = _slab(1e4, a, b, n=n, far=far)
     out = _volume_render(sigma, jnp.ones((n, 3)), t, jnp.zeros(3))
     interval = far / n
-    assert abs(float(out["depth"]) - a) <= interval
-    np.testing.assert_allclose(float(out["opacity"]), 1.0, atol=1e-6)
+    assert abs(float(out.depth) - a) <= interval
+    np.testing.assert_allclose(float(out.opacity), 1.0, atol=1e-6)
 
 
 def test_weights_sum_at_most_one_random():
@@ -100,10 +100,10 @@ def test_hand_computed_ray():
     t = jnp.arange(6, dtype=jnp.float32)
     rgb = jnp.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1], [0, 0, 0]], jnp.float32)
     out = _volume_render(sigma, rgb, t, jnp.ones(3))
-    np.testing.assert_allclose(np.asarray(out["weights"]), [0.0, 0.3, 0.56, 0.112, 0.014], atol=1e-6)
-    np.testing.assert_allclose(float(out["opacity"]), 0.986, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(out["rgb"]), [0.126, 0.426, 0.686], atol=1e-6)
-    np.testing.assert_allclose(float(out["depth"]), 2.305 / 0.986, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out.weights), [0.0, 0.3, 0.56, 0.112, 0.014], atol=1e-6)
+    np.testing.assert_allclose(float(out.opacity), 0.986, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out.rgb), [0.126, 0.426, 0.686], atol=1e-6)
+    np.testing.assert_allclose(float(out.depth), 2.305 / 0.986, atol=1e-5)
     # The alpha form gives the same weights.
     np.testing.assert_allclose(np.asarray(_weights_from_alpha(jnp.asarray(alpha, jnp.float32))),
                                [0.0, 0.3, 0.56, 0.112, 0.014], atol=1e-6)
@@ -140,10 +140,10 @@ def test_finite_values_and_gradients_under_jit():
 
     out = render(sigma, rgb)
     for k in ("rgb", "depth", "opacity", "weights"):
-        assert np.all(np.isfinite(np.asarray(out[k]))), k
-    opacity = np.asarray(out["opacity"])
+        assert np.all(np.isfinite(np.asarray(getattr(out, k)))), k
+    opacity = np.asarray(out.opacity)
     assert np.all((opacity >= 0.0) & (opacity <= 1.0 + 1e-6))
-    depth = np.asarray(out["depth"])
+    depth = np.asarray(out.depth)
     assert np.all((depth >= 2.0) & (depth <= 1e10))
     assert depth[0] == np.float32(1e10) and opacity[0] == 0.0  # empty ray
     np.testing.assert_allclose(opacity[1], 1.0)
@@ -152,7 +152,7 @@ def test_finite_values_and_gradients_under_jit():
     # One gradient of the sum: a non-finite gradient of any of the three terms makes the sum's non-finite.
     def total(sigma, rgb):
         o = integrator.volume_render(sigma, rgb, t, bg)
-        return jnp.sum(o["rgb"]) + jnp.sum(o["depth"]) + jnp.sum(o["opacity"])
+        return jnp.sum(o.rgb) + jnp.sum(o.depth) + jnp.sum(o.opacity)
 
     grads = jax.jit(jax.grad(total, argnums=(0, 1)))(sigma, rgb)
     assert all(np.all(np.isfinite(np.asarray(g))) for g in grads)
@@ -165,8 +165,34 @@ def test_empty_ray_returns_background_exactly():
     sigma = jnp.zeros((5, 16), jnp.float32)
     bg = jnp.asarray(rng.uniform(size=(5, 3)), jnp.float32)  # a background per ray
     out = _volume_render(sigma, rgb, t, bg)
-    np.testing.assert_array_equal(np.asarray(out["rgb"]), np.asarray(bg))
-    np.testing.assert_array_equal(np.asarray(out["opacity"]), 0.0)
+    np.testing.assert_array_equal(np.asarray(out.rgb), np.asarray(bg))
+    np.testing.assert_array_equal(np.asarray(out.opacity), 0.0)
     # A single [3] background broadcasts to every ray.
     out = _volume_render(sigma, rgb, t, jnp.array([1.0, 0.0, 0.5]))
-    np.testing.assert_array_equal(np.asarray(out["rgb"]), np.broadcast_to([1.0, 0.0, 0.5], (5, 3)))
+    np.testing.assert_array_equal(np.asarray(out.rgb), np.broadcast_to([1.0, 0.0, 0.5], (5, 3)))
+
+
+def test_compositing_in_rounds_with_carried_optical_depth_equals_one_pass():
+    """Packed samples composited in two rounds (the second carrying the first's optical depth in, as the
+    marching renderer does) give the one-pass pixels; and packed == batched compositing."""
+    rng = np.random.default_rng(7)
+    b, s = 4, 6
+    sigma = jnp.asarray(rng.uniform(0, 3, size=(b, s)), jnp.float32)
+    rgb = jnp.asarray(rng.uniform(size=(b, s, 3)), jnp.float32)
+    t = jnp.asarray(np.sort(rng.uniform(2, 6, size=(b, s)), axis=-1), jnp.float32)
+    delta = jnp.asarray(rng.uniform(0.05, 0.5, size=(b, s)), jnp.float32)
+    bg = jnp.array([0.2, 0.4, 0.6])
+    ref = integrator.composite(sigma, rgb, t, delta, bg, 6.0)
+    ray = jnp.repeat(jnp.arange(b, dtype=jnp.int32), s // 2)  # each round: the first / last half of every ray
+    flat = lambda x, half: x[:, half * (s // 2):(half + 1) * (s // 2)].reshape(-1, *x.shape[2:])  # noqa: E731
+    first, _ = integrator.accumulate(flat(sigma, 0), flat(rgb, 0), flat(t, 0), flat(delta, 0), ray=ray, num_rays=b)
+    second, _ = integrator.accumulate(flat(sigma, 1), flat(rgb, 1), flat(t, 1), flat(delta, 1), ray=ray, num_rays=b,
+                                      optical_before=first.optical)
+    out = integrator.finish(first + second, bg, 6.0)
+    for k in ("rgb", "depth", "opacity"):
+        np.testing.assert_allclose(np.asarray(getattr(out, k)), np.asarray(getattr(ref, k)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(first.optical + second.optical), np.asarray(jnp.sum(sigma * delta, -1)),
+                               rtol=1e-6)
+    # Without the carried optical depth the second round would be composited as if nothing were in front.
+    wrong, _ = integrator.accumulate(flat(sigma, 1), flat(rgb, 1), flat(t, 1), flat(delta, 1), ray=ray, num_rays=b)
+    assert float(jnp.max(wrong.opacity - second.opacity)) > 1e-3

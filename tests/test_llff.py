@@ -523,7 +523,7 @@ def test_fit_llff_preset_held_out_psnr(capture, tmp_path):
     """`nerfkit fit llff --data CAPTURE`, shortened, then `nerfkit evaluate`: >= 26 dB on the held-out views."""
     from configs import PRESETS
     from nerfkit.evaluation import evaluate
-    from nerfkit.trainer import fit
+    from nerfkit.fit import fit
 
     _, cfg = PRESETS["llff"]
     out = tmp_path / "run"
@@ -543,7 +543,7 @@ def test_fit_llff_preset_held_out_psnr(capture, tmp_path):
 
     # `nerfkit render` of the run: the default path of a forward-facing scene is LLFF's spiral, rendered
     # through the same NDC cameras (world rays into an NDC-trained field would give a blank or garbled image).
-    from nerfkit.renderer import render_path
+    from nerfkit.video import render_path
 
     r = render_path(out, frames=3, video=False, pngs=True)
     frames = sorted((out / "render" / "frames").glob("*.png"))

@@ -64,7 +64,7 @@ def test_mip_model_fits_and_renders_at_other_scales(tmp_path, tiny_blender_dir):
     import json
 
     from nerfkit import renderer, runs
-    from nerfkit.trainer import fit
+    from nerfkit.fit import fit
 
     from .conftest import tiny_fit_config
 
@@ -73,15 +73,14 @@ def test_mip_model_fits_and_renders_at_other_scales(tmp_path, tiny_blender_dir):
     fit(cfg)
     losses = [json.loads(x)["loss"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert np.all(np.isfinite(losses)) and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
-    rcfg, graphdef, params, meta, _, grid = runs.load_run(tmp_path / "run")
-    fn = renderer.make_render_fn(graphdef, rcfg.model, near=meta.near, far=meta.far, aabb=meta.aabb,
-                                 background=np.ones(3, np.float32))
-    cams = meta.cameras["test"].scaled(0.5)
+    run = runs.load_run(tmp_path / "run")
+    fn = renderer.make_render_fn(run.graphdef, run.sampler, np.ones(3, np.float32))
+    cams = run.meta.cameras["test"].scaled(0.5)
     rays = __import__("nerfkit.cameras", fromlist=["image_rays"]).image_rays(cams, 0, np)
-    state = (params, grid["occupied"])
-    wide = renderer.render_rays_chunked(fn, state, rays.origins, rays.directions, 64,
+    state = (run.params, run.sampler_state)
+    wide = renderer.render_rays_chunked(fn, *state, rays.origins, rays.directions, 64,
                                         radii=np.full(rays.origins.shape[:-1], 2 / np.sqrt(12) / cams.fx[0]))
-    thin = renderer.render_rays_chunked(fn, state, rays.origins, rays.directions, 64,
+    thin = renderer.render_rays_chunked(fn, *state, rays.origins, rays.directions, 64,
                                         radii=np.zeros(rays.origins.shape[:-1]))
     assert np.all(np.isfinite(wide["rgb"])) and np.abs(wide["rgb"] - thin["rgb"]).max() > 1e-4
 
@@ -90,7 +89,7 @@ def test_multiscale_train_data_pyramid():
     """--train.multiscale 3: rays of the 1, 1/2 and 1/4 images, each level equally often, cones widening."""
     from nerfkit.data.demo import make_demo_scene
     from nerfkit.data.images import area_downscale
-    from nerfkit.trainer import TrainData
+    from nerfkit.train_step import TrainData
 
     scene = make_demo_scene(width=16, height=16, n_train=3, n_val=0, n_test=0)
     one, three = TrainData.from_scene(scene), TrainData.from_scene(scene, 3)

@@ -80,17 +80,17 @@ def test_packed_layout_holds_the_same_samples():
             jnp.asarray(AABB))
     t, delta, mask = occupancy.march(*args, **kw)
     p = occupancy.march_packed(*args, budget=16 * 16, **kw)
-    assert bool(jnp.all(p["ray_ok"]))
-    ray = np.asarray(p["ray"])
+    assert bool(jnp.all(p.ray_ok))
+    ray = np.asarray(p.ray)
     for r in range(16):
-        np.testing.assert_allclose(np.asarray(p["t"])[ray == r], np.asarray(t[r])[np.asarray(mask[r])])
-    assert int(p["n_samples"]) == int(mask.sum())
+        np.testing.assert_allclose(np.asarray(p.t)[ray == r], np.asarray(t[r])[np.asarray(mask[r])])
+    assert int(p.n_samples) == int(mask.sum())
     # A budget too small for everyone: rays that do not fit are flagged, those that do are intact.
     small = occupancy.march_packed(*args, budget=20, **kw)
-    ok = np.asarray(small["ray_ok"])
+    ok = np.asarray(small.ray_ok)
     assert not ok.all()
     for r in np.flatnonzero(ok):
-        np.testing.assert_allclose(np.asarray(small["t"])[np.asarray(small["ray"]) == r],
+        np.testing.assert_allclose(np.asarray(small.t)[np.asarray(small.ray) == r],
                                    np.asarray(t[r])[np.asarray(mask[r])])
 
 
@@ -104,21 +104,32 @@ def test_packed_compositing_equals_per_ray():
     n = rng.integers(0, k + 1, size=b)  # samples per ray, some rays empty
     delta[np.arange(k)[None, :] >= n[:, None]] = 0.0
     bg = np.array([1.0, 0.5, 0.0], np.float32)
-    ref = integrator.composite(integrator.weights_from_deltas(jnp.asarray(sigma), jnp.asarray(delta)), jnp.asarray(t),
-                               jnp.asarray(rgb), bg, 6.0)
+    ref = integrator.composite(jnp.asarray(sigma), jnp.asarray(rgb), jnp.asarray(t), jnp.asarray(delta), bg, 6.0)
     sel = np.arange(k)[None, :] < n[:, None]
     budget = 40
     pad = budget - sel.sum()
-    packed = integrator.composite_packed(
+    packed = integrator.composite(
         jnp.asarray(np.concatenate([sigma[sel], np.zeros(pad, np.float32)])),
         jnp.asarray(np.concatenate([rgb[sel], np.zeros((pad, 3), np.float32)])),
         jnp.asarray(np.concatenate([t[sel], np.zeros(pad, np.float32)])),
-        jnp.asarray(np.concatenate([delta[sel], np.zeros(pad, np.float32)])),
-        jnp.asarray(np.concatenate([np.nonzero(sel)[0], np.full(pad, b)]).astype(np.int32)),
-        b, bg, 6.0)
+        jnp.asarray(np.concatenate([delta[sel], np.zeros(pad, np.float32)])), bg, 6.0,
+        ray=jnp.asarray(np.concatenate([np.nonzero(sel)[0], np.full(pad, b)]).astype(np.int32)), num_rays=b)
+    # Brute force: front-to-back alpha compositing, one ray and one sample at a time.
+    want = {"rgb": np.zeros((b, 3)), "opacity": np.zeros(b), "depth": np.full(b, 6.0)}
+    for r in range(b):
+        trans, acc, wt = 1.0, 0.0, 0.0
+        for i in range(n[r]):
+            alpha = 1.0 - np.exp(-float(sigma[r, i]) * float(delta[r, i]))
+            want["rgb"][r] += trans * alpha * rgb[r, i]
+            acc, wt, trans = acc + trans * alpha, wt + trans * alpha * t[r, i], trans * (1.0 - alpha)
+        want["rgb"][r] += (1.0 - acc) * bg
+        want["opacity"][r] = acc
+        if acc > 1e-6:
+            want["depth"][r] = wt / acc
     for key in ("rgb", "opacity", "depth"):
-        np.testing.assert_allclose(np.asarray(packed[key]), np.asarray(ref[key]), atol=1e-5)
-    assert np.all(np.asarray(packed["opacity"])[n == 0] == 0)
+        np.testing.assert_allclose(np.asarray(getattr(packed, key)), np.asarray(getattr(ref, key)), atol=1e-5)
+        np.testing.assert_allclose(np.asarray(getattr(packed, key)), want[key], atol=1e-5)
+    assert np.all(np.asarray(packed.opacity)[n == 0] == 0)
 
 
 def test_grid_update_ema_and_threshold():
@@ -138,9 +149,12 @@ def test_lookup_outside_box_is_empty():
 
 def test_packed_rendering_with_fallback_equals_per_ray():
     """The renderer's packed path (tiny budget, so many rays overflow and are redone) == per-ray rendering."""
-    from nerfkit import renderer
+    import dataclasses
+
+    from nerfkit import renderer, samplers
     from nerfkit.config import FieldConfig, ModelConfig
-    from nerfkit.trainer import build_model
+    from nerfkit.model import build_model
+    from nerfkit.types import Bounds, OccupancyGrid
 
     field = FieldConfig(encoding="hash", depth=1, width=16, skips=(), view_width=16, dir_freqs=2,
                         hash_levels=4, hash_log2_size=10, hash_min_res=4, hash_max_res=32, density_activation="exp")
@@ -148,16 +162,18 @@ def test_packed_rendering_with_fallback_equals_per_ray():
     graphdef, params = build_model(cfg, 0, AABB)
     # Make the field non-trivial: random table entries give random densities and colours.
     params = jax.tree.map(lambda p: p + 0.5 * jax.random.normal(jax.random.key(1), p.shape), params)
-    state = (params, jnp.asarray(np.random.default_rng(0).uniform(size=(8, 8, 8)) < 0.5))
+    occupied = jnp.asarray(np.random.default_rng(0).uniform(size=(8, 8, 8)) < 0.5)
+    state = OccupancyGrid(density=jnp.zeros(occupied.shape), occupied=occupied)
     o, d = _rays(100, seed=5)
-    fn = renderer.make_render_fn(graphdef, cfg, near=0.1, far=10.0, aabb=AABB, background=(1.0, 1.0, 1.0),
-                                 samples_per_ray=2, marching=False)
-    assert isinstance(fn, renderer.PackedRenderFn)
-    first = fn(state, o[:32], d[:32])
+    sampler = dataclasses.replace(samplers.build(cfg, Bounds.of(0.1, 10.0, AABB)), mode="packed")
+    fn = renderer.make_render_fn(graphdef, sampler, (1.0, 1.0, 1.0), slots_per_ray=2)
+    assert fn.fallback is not None
+    first = fn(params, state, o[:32], d[:32])
     assert not bool(np.all(first["ray_ok"]))  # the budget really overflows: the fallback is exercised
-    per_ray = fn.per_ray  # the per-ray (K slots each) renderer
-    packed = renderer.render_rays_chunked(fn, state, o, d, chunk=32)
-    ref = renderer.render_rays_chunked(per_ray, state, o, d, chunk=32)
+    per_ray = renderer.make_render_fn(graphdef, sampler.fallback, (1.0, 1.0, 1.0))  # K slots per ray
+    assert per_ray.fallback is None
+    packed = renderer.render_rays_chunked(fn, params, state, o, d, chunk=32)
+    ref = renderer.render_rays_chunked(per_ray, params, state, o, d, chunk=32)
     for k in ("rgb", "depth", "opacity"):
         np.testing.assert_allclose(packed[k], ref[k], atol=2e-5)
     assert 0.05 < float(np.mean(packed["opacity"])) < 0.999  # the comparison is not between empty images

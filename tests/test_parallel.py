@@ -51,7 +51,7 @@ def _main(data_dir: str, out: str, sampler: str) -> None:
 
     from nerfkit import parallel
     from nerfkit.config import DataConfig, FieldConfig, FitConfig, ModelConfig, TrainConfig
-    from nerfkit.trainer import fit
+    from nerfkit.fit import fit
 
     field = FieldConfig(depth=2, width=32, view_width=16)
     if sampler == "occupancy":
@@ -80,15 +80,14 @@ def _main(data_dir: str, out: str, sampler: str) -> None:
 
     from nerfkit import cameras, renderer, runs
 
-    rcfg, graphdef, params, meta, _, grid = runs.load_run(Path(out) / "dev2")
-    rays = cameras.image_rays(meta.cameras["train"], 0, np)
-    kw = dict(near=meta.near, far=meta.far, aabb=meta.aabb, background=(1.0, 1.0, 1.0))
+    run = runs.load_run(Path(out) / "dev2")
+    rays = cameras.image_rays(run.meta.cameras["train"], 0, np)
     o, d = rays.origins.reshape(-1, 3)[:256], rays.directions.reshape(-1, 3)[:256]
     imgs = []
     for m in (None, mesh):
-        fn = renderer.make_render_fn(graphdef, rcfg.model, mesh=m, **kw)
-        state = parallel.replicate((params, grid["occupied"]), m)
-        imgs.append(renderer.render_rays_chunked(fn, state, o, d, chunk=128)["rgb"])
+        fn = renderer.make_render_fn(run.graphdef, run.sampler, (1.0, 1.0, 1.0), mesh=m)
+        state = parallel.replicate((run.params, run.sampler_state), m)
+        imgs.append(renderer.render_rays_chunked(fn, *state, o, d, chunk=128)["rgb"])
     render_diff = float(np.abs(imgs[0] - imgs[1]).max())
     print(json.dumps({"device_count": jax.device_count(), "steps": steps, "batch_shards": shards,
                       "render_diff": render_diff, "render_std": float(imgs[0].std()), **curves}))

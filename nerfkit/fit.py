@@ -1,0 +1,367 @@
+"""Fitting a radiance field: the loop around the train step, as a story.
+
+``fit`` checks the run directory, loads the scene, builds (or resumes) the model, optimiser and sampler
+state, then steps until ``--steps`` or ``--time-budget``: logging, validating and checkpointing on the way,
+and validating, summarising and plotting at the end. The pieces it is made of are small and named:
+:class:`Clock` (deadline and pacing), :class:`RunLog` (progress, metrics.jsonl, the loss history),
+:class:`FitState` (what is trained and checkpointed) and :class:`FitLoop` (one step, logging, validation,
+checkpoints). The only host syncs are every ``log_every`` steps, at validation and at checkpoints, plus a
+wait for the step ``QUEUED_STEPS`` behind the newest (the device stays fed; the host learns its pace).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from nerfkit import metrics as metrics_lib
+from nerfkit import parallel, renderer, runs, samplers
+from nerfkit.checkpoint import Checkpointer, from_train_state, train_state
+from nerfkit.config import FitConfig, save_config
+from nerfkit.errors import InputError
+from nerfkit.model import build_model
+from nerfkit.train_step import TrainData, learning_rate, make_optimizer, make_sampler_update, make_train_step
+from nerfkit.types import Bounds, Scene, background_rgb
+
+QUEUED_STEPS = 2  # training steps dispatched ahead of the one the host last waited for
+SAMPLER_KEY_SALT = 1_000_003  # the sampler's updates draw from fold_in(seed key, this)
+
+
+def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
+    """Fit a model as ``cfg`` says, writing everything to ``cfg.out``. Returns a summary dict."""
+    start_time = time.time() if start_time is None else start_time
+    check_run_dir(cfg)
+    parallel.initialize(cfg.train.distributed)
+    mesh = parallel.make_mesh(cfg.train.devices)
+    parallel.check_batch(cfg.train.batch_rays, mesh, "--train.batch-rays")
+    parallel.check_batch(cfg.train.render_chunk, mesh, "--train.render-chunk")
+    scene = runs.load_scene(cfg.data)
+    write_run_files(cfg, scene)
+    loop = FitLoop(cfg, scene, mesh, start_time)
+    loop.announce()
+    stop_reason = loop.run()
+    return loop.finish(stop_reason)
+
+
+def check_run_dir(cfg: FitConfig) -> None:
+    """Refuse to overwrite checkpoints without ``--resume``, or to resume with another model."""
+    out = Path(cfg.out)
+    ckpt_dir = out / "checkpoints"
+    has_ckpt = ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
+    if has_ckpt and not cfg.resume:
+        raise InputError("already holds checkpoints; pass --resume to continue or choose another --out", path=out)
+    if cfg.resume and (out / "config.json").exists():
+        runs.check_resumable(cfg, out)
+    if cfg.train.batch_rays <= 0 or cfg.train.steps <= 0:
+        raise InputError("must be positive", field="train.batch_rays/train.steps")
+
+
+def write_run_files(cfg: FitConfig, scene: Scene) -> None:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "val").mkdir(exist_ok=True)
+    save_config(cfg, out / "config.json")
+    runs.save_scene_meta(scene, cfg, out / "scene.json")
+
+
+@dataclasses.dataclass
+class FitState:
+    """What a fit trains and checkpoints: the step, parameters, optimiser state and the sampler's state."""
+
+    step: int
+    params: Any
+    opt_state: Any
+    sampler_state: Any
+
+    def tree(self) -> dict:
+        return train_state(self.params, self.opt_state, self.sampler_state)
+
+
+def validate(fn: renderer.RenderFn, state: FitState, scene: Scene, cfg: FitConfig, n_views: int):
+    """Render the first ``n_views`` views of ``cfg.train.val_split`` (the other held-out split if it is missing).
+
+    Returns (mean PSNR on 8-bit images, list of (prediction, ground truth) float images)."""
+    other = "test" if cfg.train.val_split == "val" else "val"
+    split = scene.splits.get(cfg.train.val_split) or scene.splits.get(other)
+    if split is None or n_views <= 0:
+        return None, []
+    gts = split.composite(background_rgb(cfg.data.background))  # once per validation, not once per view
+    pairs = []
+    for i in range(min(n_views, len(split))):
+        pred = renderer.render_view(fn, state.params, state.sampler_state, split.cameras, i, cfg.train.render_chunk)
+        pairs.append((pred["rgb"], gts[i]))
+    return float(np.mean([metrics_lib.image_metrics(p, g)["psnr"] for p, g in pairs])), pairs
+
+
+@dataclasses.dataclass
+class Clock:
+    """Wall-clock accounting of a fit.
+
+    ``deadline``: when the command must be done (start + time budget; ``inf`` without one). ``reserve``:
+    seconds kept for the final checkpoint and validation (measured after the first step). ``overhead``:
+    seconds spent validating and checkpointing (``train_seconds`` excludes them). Steps run asynchronously,
+    so the clock tracks the latest step known to have *finished* (``done_step`` at ``done_time``) and the
+    pace ``step_time``, and projects when the queued steps will be done."""
+
+    start: float
+    deadline: float
+    reserve: float = 1.0
+    overhead: float = 0.0
+    step_time: float = 0.0
+    done_time: float = 0.0
+    done_step: int = 0
+
+    def train_seconds(self, now: float) -> float:
+        """Wall-clock since the command started, minus validation and checkpoint time."""
+        return now - self.start - self.overhead
+
+    def out_of_time(self, step: int, now: float) -> bool:
+        """Would one more step (after those still queued) run into the reserve?"""
+        busy_until = max(now, self.done_time + (step - self.done_step) * self.step_time)
+        return busy_until + self.step_time + self.reserve > self.deadline
+
+    def finished(self, step: int, now: float, pace: bool = False) -> None:
+        """Step ``step`` is known done at ``now``; with ``pace``, fold the rate since the last one into the pace."""
+        if pace and step > self.done_step:
+            rate = (now - self.done_time) / (step - self.done_step)
+            self.step_time = rate if self.step_time == 0.0 else 0.8 * self.step_time + 0.2 * rate
+        self.done_time, self.done_step = now, step
+
+
+class RunLog:
+    """The fit's record: ``metrics.jsonl``, the progress display and the training-loss history."""
+
+    def __init__(self, out: Path, total: int, initial: int):
+        self.file = open(out / "metrics.jsonl", "a")
+        self.progress = Progress(total, initial)
+        self.history = {"step": [], "loss": [], "psnr": []}
+
+    def line(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def steps(self, fetched: list[tuple[int, dict]]) -> None:
+        for s, m in fetched:
+            self.history["step"].append(s)
+            self.history["loss"].append(float(m["loss"]))
+            self.history["psnr"].append(float(m["psnr"]))
+
+    def close(self) -> None:
+        self.progress.close()
+        self.file.close()
+
+
+class Progress:
+    """tqdm on a terminal; a plain line every ~10 s otherwise (CI logs, pipes)."""
+
+    def __init__(self, total: int, initial: int):
+        self.last_print = 0.0
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, smoothing=0.1)
+
+    def update(self, step: int, n: int, info: dict):
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix(dict(info), refresh=False)
+        elif time.time() - self.last_print > 10:
+            self.last_print = time.time()
+            print(f"step {step} " + " ".join(f"{k}={v}" for k, v in info.items()), file=sys.stderr, flush=True)
+
+    def write(self, msg: str):
+        if self.bar is not None:
+            self.bar.write(msg)
+        else:
+            print(msg, file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class FitLoop:
+    """One fit's moving parts (see the module docstring); ``run`` steps, ``finish`` summarises."""
+
+    def __init__(self, cfg: FitConfig, scene: Scene, mesh, start_time: float):
+        self.cfg, self.scene, self.mesh, self.out = cfg, scene, mesh, Path(cfg.out)
+        tcfg = cfg.train
+        self.graphdef, params = build_model(cfg.model, tcfg.seed, scene.aabb, num_images=len(scene.splits["train"]))
+        self.sampler = samplers.build(cfg.model, Bounds.of(scene.near, scene.far, scene.aabb), tcfg)
+        tx = make_optimizer(tcfg)
+        self.state = FitState(0, params, tx.init(params), self.sampler.init_state())
+        self.checkpointer = Checkpointer(self.out, keep=tcfg.keep_checkpoints)
+        if cfg.resume and self.checkpointer.latest_step() is not None:
+            step, restored = self.checkpointer.restore(self.state.tree())
+            self.state = FitState(step, *from_train_state(restored, self.state.sampler_state))
+            print(f"resuming from step {step}", file=sys.stderr)
+        s = self.state
+        s.params, s.opt_state, s.sampler_state = parallel.replicate((s.params, s.opt_state, s.sampler_state), mesh)
+        self.data = parallel.replicate(TrainData.from_scene(scene, tcfg.multiscale), mesh)
+        self.train_step = make_train_step(self.graphdef, tx, self.sampler, batch_rays=tcfg.batch_rays,
+                                          background=cfg.data.background, seed=tcfg.seed, mesh=mesh)
+        self.update_sampler = make_sampler_update(self.graphdef, self.sampler, mesh)
+        self.render_fn = renderer.make_render_fn(self.graphdef, self.sampler, background_rgb(cfg.data.background),
+                                                 mesh=mesh)
+        self.sampler_key = jax.random.fold_in(jax.random.key(tcfg.seed), SAMPLER_KEY_SALT)
+        self.clock = Clock(start_time, start_time + tcfg.time_budget if tcfg.time_budget else math.inf,
+                           done_time=time.time(), done_step=s.step)
+        self.log = RunLog(self.out, tcfg.steps, s.step)
+        self.pending = []  # (step, device metrics, lr) not yet fetched
+        self.warmed_up = False
+        self.loop_start, self.loop_start_step = time.time(), s.step  # throughput counts from the first sync
+        self.last_log_time, self.last_log_step = time.time(), s.step
+        self.total_rays = 0.0  # rays that contributed to the loss since the first (compiling) step
+        self.val_psnr = None
+        self.next_val_time = tcfg.val_every_seconds
+
+    def announce(self) -> None:
+        train = self.scene.splits["train"]
+        n_params = sum(x.size for x in jax.tree.leaves(self.state.params))
+        print(f"fitting {self.scene.source}: {len(train)} train views at {train.cameras.width}x{train.cameras.height}, "
+              f"{n_params / 1e6:.2f}M parameters, {self.mesh.size} {self.mesh.devices.flat[0].platform} device(s) "
+              f"-> {self.out}", file=sys.stderr)
+
+    def run(self) -> str:
+        """Step until the steps or the time budget run out (or Ctrl-C); returns why it stopped. A checkpoint
+        of the last step is always written."""
+        tcfg, s = self.cfg.train, self.state
+        try:
+            while s.step < tcfg.steps:
+                if self.clock.out_of_time(s.step, time.time()):
+                    return "time budget"
+                self.one_step()
+                if s.step % tcfg.log_every == 0 or s.step == tcfg.steps or not self.warmed_up:
+                    self.log_steps()
+                self.maybe_validate()
+                if tcfg.checkpoint_every and s.step % tcfg.checkpoint_every == 0 and s.step < tcfg.steps:
+                    self.save()
+            return "steps"
+        except KeyboardInterrupt:
+            self.log.progress.write("interrupted: saving a checkpoint (run again with --resume to continue)")
+            return "interrupted"
+        finally:
+            self.log.progress.close()
+            jax.block_until_ready(s.params)
+            if self.checkpointer.latest_step() != s.step:  # the timing save after step 1 may already hold it
+                self.save()
+            self.checkpointer.close()
+
+    def one_step(self) -> None:
+        """Dispatch one train step (refreshing the sampler's state first when it is due); then wait for the
+        step ``QUEUED_STEPS`` behind it, so the host knows the device's pace."""
+        tcfg, s = self.cfg.train, self.state
+        frac_time = (time.time() - self.clock.start) / tcfg.time_budget if tcfg.time_budget else 0.0
+        lr = learning_rate(tcfg, s.step, max(s.step / tcfg.steps, frac_time))
+        if self.sampler.update_due(s.step):
+            s.sampler_state = self.update_sampler(s.params, s.sampler_state, jax.random.fold_in(self.sampler_key, s.step))
+        s.params, s.opt_state, m = self.train_step(s.params, s.opt_state, s.step, lr, self.data, s.sampler_state)
+        s.step += 1
+        self.pending.append((s.step, m, lr))
+        if len(self.pending) > QUEUED_STEPS and self.warmed_up:
+            s_done, m_done, _ = self.pending[-QUEUED_STEPS - 1]
+            jax.block_until_ready(m_done["loss"])
+            self.clock.finished(s_done, time.time(), pace=True)
+
+    def log_steps(self) -> None:
+        """Fetch the pending steps' metrics (a sync), log them and update the progress display. After the
+        first (compiling) step, also measure what the end of the fit costs, to keep it within the budget."""
+        tcfg, s = self.cfg.train, self.state
+        fetched = jax.device_get([p[1] for p in self.pending])
+        now = time.time()
+        if not self.warmed_up:
+            self.warmed_up = True
+            self.loop_start, self.loop_start_step = now, s.step
+            if tcfg.time_budget:
+                val_cost = self.run_validation() if tcfg.val_views else 0.0
+                self.clock.reserve = 1.0 + 1.2 * (val_cost + self.save())
+        else:
+            self.clock.step_time = (now - self.last_log_time) / max(s.step - self.last_log_step, 1)
+        self.clock.finished(s.step, now)
+        self.total_rays += sum(float(m["rays"]) for (st, _, _), m in zip(self.pending, fetched) if st > self.loop_start_step)
+        self.log.steps([(st, m) for (st, _, _), m in zip(self.pending, fetched)])
+        last, lr = fetched[-1], self.pending[-1][2]
+        info = {"loss": f"{float(last['loss']):.4f}", "psnr": f"{float(last['psnr']):.2f}", "lr": f"{lr:.1e}"}
+        if tcfg.time_budget:
+            info["left"] = f"{max(self.clock.deadline - now, 0):.0f}s"
+        self.log.progress.update(s.step, len(self.pending), info)
+        rate = (s.step - self.loop_start_step) / max(now - self.loop_start, 1e-9)
+        self.log.line({"step": s.step, "time": now - self.clock.start, "train_time": self.clock.train_seconds(now),
+                       "loss": float(last["loss"]), "psnr": float(last["psnr"]), "lr": lr, "steps_per_s": rate,
+                       "rays": float(last["rays"]), "samples": int(last["samples"])})
+        self.pending = []
+        self.last_log_time, self.last_log_step = now, s.step
+
+    def maybe_validate(self) -> None:
+        """Validate every ``val_every`` steps, and every ``val_every_seconds`` of training (time-to-quality
+        probes: instrumentation, not charged to the budget)."""
+        tcfg, step = self.cfg.train, self.state.step
+        due = tcfg.val_every and step % tcfg.val_every == 0
+        timed = bool(tcfg.val_every_seconds) and self.clock.train_seconds(time.time()) >= self.next_val_time
+        if timed:
+            while self.next_val_time <= self.clock.train_seconds(time.time()):
+                self.next_val_time += tcfg.val_every_seconds
+        if (due or timed) and step < tcfg.steps:
+            cost = self.run_validation()
+            self.clock.reserve = max(self.clock.reserve, 1.0 + 1.2 * cost)
+            if timed and not due:
+                self.clock.deadline += cost
+
+    def run_validation(self) -> float:
+        """Validate now: log the PSNR, write a picture; returns the seconds it took."""
+        t0, step = time.time(), self.state.step
+        psnr, pairs = validate(self.render_fn, self.state, self.scene, self.cfg, self.cfg.train.val_views)
+        if psnr is not None:
+            from nerfkit import visualize
+
+            row = np.concatenate([np.concatenate([p, g], axis=1) for p, g in pairs[:2]], axis=0)
+            visualize.write_png(self.out / "val" / f"step_{step:07d}.png", row)
+            self.log.line({"step": step, "time": t0 - self.clock.start, "train_time": self.clock.train_seconds(t0),
+                           "val_psnr": psnr, "val_views": len(pairs)})
+            self.log.progress.write(f"step {step}: validation PSNR {psnr:.2f} dB ({len(pairs)} views)")
+            self.val_psnr = psnr
+        self.clock.overhead += time.time() - t0
+        if psnr is not None:  # rendering with the parameters waited for them
+            self.clock.finished(step, time.time())
+        return time.time() - t0
+
+    def save(self) -> float:
+        """Checkpoint the current step (waits for it); returns the seconds it took."""
+        t0 = time.time()
+        self.checkpointer.save(self.state.step, self.state.tree())
+        self.clock.overhead += time.time() - t0
+        self.clock.finished(self.state.step, time.time())
+        return time.time() - t0
+
+    def finish(self, stop_reason: str) -> dict:
+        """Final validation, ``summary.json``, ``training.png`` and a closing line; returns the summary."""
+        if stop_reason != "interrupted":
+            self.run_validation()
+        self.log.close()
+        s, now = self.state, time.time()
+        train_time = now - self.loop_start
+        history = self.log.history
+        summary = {"steps": s.step, "stop_reason": stop_reason, "seconds": now - self.clock.start,
+                   "steps_per_s": (s.step - self.loop_start_step) / max(train_time, 1e-9),
+                   "rays_per_s": self.total_rays / max(train_time, 1e-9), "val_psnr": self.val_psnr,
+                   "train_psnr": history["psnr"][-1] if history["psnr"] else None}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if len(history["step"]) > 1:
+            from nerfkit import visualize
+
+            visualize.plot_curves(self.out / "training.png", history["step"], {"train PSNR (dB)": history["psnr"]},
+                                  xlabel="step", ylabel="PSNR (dB)", title=f"{self.scene.source} — {self.cfg.preset}")
+        val = self.val_psnr if self.val_psnr is None else round(self.val_psnr, 2)
+        print(f"done: {s.step} steps in {summary['seconds']:.0f}s ({stop_reason}), {summary['rays_per_s']:.0f} "
+              f"rays/s, validation PSNR {val} dB -> {self.out}", file=sys.stderr)
+        return summary

@@ -1,0 +1,101 @@
+"""Render a fitted run along a camera path: RGB, depth and opacity videos and/or PNG frames (``nerfkit render``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nerfkit import camera_paths, parallel, renderer, runs, visualize
+from nerfkit.errors import InputError
+from nerfkit.types import Cameras, background_rgb
+
+NAMED_PATHS = ("orbit", "spiral", "test")
+
+
+def path_cameras(meta: runs.SceneMeta, path: str, frames: int) -> tuple[Cameras, str]:
+    """The cameras of a path, and its name for output files.
+
+    ``orbit`` (around the scene at the training cameras' mean radius and elevation), ``spiral`` (LLFF's path in
+    front of a forward-facing capture), ``auto`` (spiral for forward-facing scenes, else orbit), ``test`` (the
+    test-split cameras) or a JSON file of ``frames[].transform_matrix``. Every frame has the first base
+    camera's intrinsics (and its NDC / distortion settings)."""
+    base = meta.cameras["train"]
+    if path == "auto":  # forward-facing (NDC) scenes get LLFF's spiral; others an orbit
+        path = "spiral" if base.ndc_near is not None else "orbit"
+    if path == "orbit":
+        c2w = camera_paths.orbit_path(base.c2w, n_frames=frames)
+    elif path == "spiral":
+        if meta.depth_range is None:
+            raise InputError("the spiral path needs a forward-facing scene's depth range (LLFF)", field="--path")
+        c2w = camera_paths.spiral_path(base.c2w, *meta.depth_range, n_frames=frames)
+    elif path == "test":
+        if "test" not in meta.cameras:
+            raise InputError("the run's scene has no test split", field="--path")
+        base = meta.cameras["test"]
+        c2w = base.c2w
+    else:
+        c2w = camera_paths.load_path_json(path)
+    cams = dataclasses.replace(base.subset(np.zeros(len(c2w), dtype=int)), c2w=np.asarray(c2w, np.float32))
+    return cams, path if path in NAMED_PATHS else Path(path).stem
+
+
+def resized(cams: Cameras, width: int | None, height: int | None) -> Cameras:
+    """The cameras at another output size (either side alone keeps the aspect ratio; intrinsics scaled)."""
+    if not (width or height):
+        return cams
+    w = width or round(cams.width * height / cams.height)
+    h = height or round(cams.height * width / cams.width)
+    sx, sy = w / cams.width, h / cams.height
+    return dataclasses.replace(cams, fx=cams.fx * sx, fy=cams.fy * sy, cx=cams.cx * sx, cy=cams.cy * sy,
+                               width=w, height=h)
+
+
+def render_frames(run: runs.Run, cams: Cameras, chunk: int, png_dir: Path | None = None) -> dict[str, list]:
+    """Every frame of ``cams`` as 8-bit ``rgb``, ``depth`` (colour-mapped) and ``opacity`` images."""
+    from tqdm import tqdm
+
+    meta = run.meta
+    mesh = parallel.render_mesh(chunk)
+    params, state = parallel.replicate((run.params, run.sampler_state), mesh)
+    bg = background_rgb("white" if meta.background == "random" else meta.background)
+    fn = renderer.make_render_fn(run.graphdef, run.sampler, bg, mesh=mesh)
+    frames = {"rgb": [], "depth": [], "opacity": []}
+    for i in tqdm(range(len(cams)), desc=f"rendering {cams.width}x{cams.height}", unit="frame",
+                  disable=not sys.stderr.isatty()):
+        o = renderer.render_view(fn, params, state, cams, i, chunk)
+        frames["rgb"].append(visualize.to_uint8(o["rgb"]))
+        frames["depth"].append(visualize.to_uint8(visualize.depth_to_rgb(o["depth"], o["opacity"], meta.near, meta.far)))
+        frames["opacity"].append(visualize.to_uint8(np.repeat(o["opacity"][..., None], 3, axis=-1)))
+        if png_dir is not None:
+            png_dir.mkdir(parents=True, exist_ok=True)
+            visualize.write_png(png_dir / f"{i:04d}.png", frames["rgb"][-1])
+    return frames
+
+
+def render_path(run_dir, path: str = "auto", frames: int = 120, fps: float = 30, width: int | None = None,
+                height: int | None = None, out=None, pngs: bool = False, video: bool = True,
+                chunk: int | None = None) -> dict:
+    """Render a camera path of a fitted run (see :func:`path_cameras`) to ``OUT/<path>_{rgb,depth,opacity}.mp4``
+    and/or PNG frames (``OUT/frames/``; ``OUT`` defaults to ``RUN_DIR/render``). ``frames``: frames of an orbit
+    or spiral; ``width``/``height``: output size (default: the training size). Returns the written files
+    and timing."""
+    run = runs.load_run(Path(run_dir))
+    cams, name = path_cameras(run.meta, path, frames)
+    cams = resized(cams, width, height)
+    out = Path(run_dir) / "render" if out is None else Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    images = render_frames(run, cams, chunk or run.cfg.train.render_chunk, out / "frames" if pngs else None)
+    seconds = time.time() - t0
+    written = []
+    if video:
+        for kind, frames_ in images.items():
+            f = out / f"{name}_{kind}.mp4"
+            visualize.write_video(f, frames_, fps=fps)
+            written.append(str(f))
+    return {"files": written, "frames": len(cams), "size": [cams.width, cams.height], "seconds": seconds,
+            "step": run.step}
