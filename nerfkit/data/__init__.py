@@ -11,7 +11,8 @@
   ``nerfkit data colmap`` writes); see :mod:`nerfkit.data.nerfstudio`.
 
 :func:`make_demo_scene` builds a procedural scene in memory and :func:`write_blender` saves any scene in the
-Blender layout; see :mod:`nerfkit.data.demo`.
+Blender layout; see :mod:`nerfkit.data.demo`. What the loaders share (JSON field validation, intrinsics keys,
+image listing, the hold-out rule, the rotation check) is in :mod:`nerfkit.data.common`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Iterable
 
 from nerfkit.errors import InputError
 from nerfkit.types import Scene
-from nerfkit.data.blender import DEFAULT_SPLITS, is_blender_dir, load_blender
+from nerfkit.data.blender import is_blender_dir, load_blender
+from nerfkit.data.common import DEFAULT_SPLITS
 from nerfkit.data.demo import make_demo_scene, write_blender
 from nerfkit.data.llff import POSES_BOUNDS, is_llff_dir, load_llff
 from nerfkit.data.nerfstudio import TRANSFORMS, is_nerfstudio_dir, load_nerfstudio

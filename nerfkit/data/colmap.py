@@ -43,9 +43,9 @@ from typing import Callable, Iterable
 import numpy as np
 
 from nerfkit.errors import InputError
+from nerfkit.data import common
 from nerfkit.data.nerfstudio import TRANSFORMS, write_nerfstudio
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 MATCHERS = ("exhaustive", "sequential")
 VIDEO_TARGET_FRAMES = 100      # video_fps=None samples about this many frames over the whole video
@@ -124,12 +124,6 @@ def camera_intrinsics(model: str, params, width: int, height: int, where: Path |
 
 
 # ------------------------------------------------------------------------------------------------- files
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder`` (by suffix, any case, no hidden files), sorted by name."""
-    return sorted((p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")
-                   and p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: p.name)
-
-
 def _place(src: Path, dst: Path) -> None:
     """Make ``dst`` hold ``src``'s bytes: a hard link where possible, else a copy (nothing if the same file)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -305,6 +299,56 @@ def _quiet_colmap(verbose: bool):
         pycolmap.logging.minloglevel = old
 
 
+def _input_images(src: Path, images_dir: Path, is_video: bool, video_fps: float | None,
+                  log: Callable[[str], None]) -> list[str]:
+    """The names of the images to reconstruct, placed in ``images_dir``: a video's sampled frames, or the images
+    of the folder ``src`` (which must share one size); at least 2."""
+    if is_video:
+        files = extract_video_frames(src, images_dir, video_fps, log)
+    else:
+        files = common.list_images(src, common.SFM_IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"no images ({', '.join(common.SFM_IMAGE_SUFFIXES)}) in this folder", src)
+        _check_same_size(files, src)
+        for f in files:
+            _place(f, images_dir / f.name)
+    names = [f.name for f in files]
+    if len(names) < 2:
+        raise InputError(f"structure from motion needs at least 2 images, got {len(names)}", src)
+    return names
+
+
+def _reconstruct(work: Path, images_dir: Path, names: list[str], src: Path, matcher: str, camera_model: str,
+                 single_camera: bool, seed: int, verbose: bool, log: Callable[[str], None]) -> dict:
+    """COLMAP's models (id -> pycolmap Reconstruction) of ``names``: features, matches and incremental mapping in
+    a fresh ``work`` folder (``database.db``, ``sparse/K``)."""
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "sparse").mkdir(parents=True)
+    database = work / "database.db"
+    with _quiet_colmap(verbose) as pycolmap:
+        pycolmap.set_random_seed(seed)
+        reader = pycolmap.ImageReaderOptions()
+        reader.camera_model = camera_model
+        mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.PER_IMAGE
+        log(f"COLMAP: extracting SIFT features from {len(names)} images")
+        try:
+            pycolmap.extract_features(database, images_dir, image_names=names, camera_mode=mode,
+                                      reader_options=reader)
+        except (ValueError, RuntimeError) as e:
+            raise InputError(f"COLMAP feature extraction failed ({str(e).splitlines()[0]})", src,
+                             "camera_model") from None
+        log(f"COLMAP: {matcher} matching")
+        if matcher == "exhaustive":
+            pycolmap.match_exhaustive(database)
+        else:
+            pycolmap.match_sequential(database)
+        log("COLMAP: incremental mapping")
+        options = pycolmap.IncrementalPipelineOptions()
+        options.random_seed = seed
+        return pycolmap.incremental_mapping(database, images_dir, work / "sparse", options=options)
+
+
 def run_colmap(images_or_video: Path | str, out_dir: Path | str, matcher: str | None = None,
                video_fps: float | None = None, camera_model: str = "SIMPLE_RADIAL", single_camera: bool = True,
                seed: int = 0, verbose: bool = False, log: Callable[[str], None] = print) -> ColmapResult:
@@ -340,45 +384,9 @@ def run_colmap(images_or_video: Path | str, out_dir: Path | str, matcher: str | 
         raise InputError(f"unknown matcher '{matcher}' (choose from: {', '.join(MATCHERS)})", field="matcher")
 
     images_dir = out / "images"
-    if is_video:
-        files = extract_video_frames(src, images_dir, video_fps, log)
-    else:
-        files = list_images(src)
-        if not files:
-            raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder", src)
-        _check_same_size(files, src)
-        for f in files:
-            _place(f, images_dir / f.name)
-    names = [f.name for f in files]
-    if len(names) < 2:
-        raise InputError(f"structure from motion needs at least 2 images, got {len(names)}", src)
-
+    names = _input_images(src, images_dir, is_video, video_fps, log)
     work = out / "colmap"
-    if work.exists():
-        shutil.rmtree(work)
-    (work / "sparse").mkdir(parents=True)
-    database = work / "database.db"
-    with _quiet_colmap(verbose) as pycolmap:
-        pycolmap.set_random_seed(seed)
-        reader = pycolmap.ImageReaderOptions()
-        reader.camera_model = camera_model
-        mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.PER_IMAGE
-        log(f"COLMAP: extracting SIFT features from {len(names)} images")
-        try:
-            pycolmap.extract_features(database, images_dir, image_names=names, camera_mode=mode,
-                                      reader_options=reader)
-        except (ValueError, RuntimeError) as e:
-            raise InputError(f"COLMAP feature extraction failed ({str(e).splitlines()[0]})", src,
-                             "camera_model") from None
-        log(f"COLMAP: {matcher} matching")
-        if matcher == "exhaustive":
-            pycolmap.match_exhaustive(database)
-        else:
-            pycolmap.match_sequential(database)
-        log("COLMAP: incremental mapping")
-        options = pycolmap.IncrementalPipelineOptions()
-        options.random_seed = seed
-        models = pycolmap.incremental_mapping(database, images_dir, work / "sparse", options=options)
+    models = _reconstruct(work, images_dir, names, src, matcher, camera_model, single_camera, seed, verbose, log)
     best_id = max(models, key=lambda k: models[k].num_reg_images(), default=None)
     registered = 0 if best_id is None else models[best_id].num_reg_images()
     log(f"COLMAP registered {registered} of {len(names)} images"

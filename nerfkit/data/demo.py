@@ -29,6 +29,7 @@ import numpy as np
 
 from nerfkit.cameras import focal_from_fov, look_at, pixel_directions_camera, pixel_grid
 from nerfkit.types import Cameras, Scene, SplitData
+from nerfkit.data.common import fov_from_focal
 from nerfkit.data.images import area_downscale, write_rgba_png
 
 DEMO_RADIUS = 4.0                      # camera distance from the origin
@@ -402,7 +403,7 @@ def write_blender(scene: Scene, out_dir: Path | str) -> None:
         cams = data.cameras
         (out_dir / split).mkdir(exist_ok=True)
         w, h = cams.width, cams.height
-        meta: dict = {"camera_angle_x": float(2.0 * math.atan(0.5 * w / float(cams.fx[0])))}
+        meta: dict = {"camera_angle_x": fov_from_focal(w, cams.fx[0])}
         per_view = {
             "fl_x": cams.fx, "fl_y": cams.fy, "cx": cams.cx, "cy": cams.cy,
         }

@@ -40,15 +40,13 @@ from nerfkit.camera_paths import average_pose
 from nerfkit.cameras import camera_rays, ndc_rays, pixel_directions_camera
 from nerfkit.errors import InputError
 from nerfkit.types import Cameras, Scene, SplitData
-from nerfkit.data.blender import DEFAULT_SPLITS, check_downscale
+from nerfkit.data.common import (DEFAULT_SPLITS, HOLDOUT, IMAGE_SUFFIXES, check_dataset_dir, check_downscale,
+                                 holdout_split, list_images, rotation_problem, split_names)
 from nerfkit.data.images import area_downscale, read_rgba, run_in_order
 
 POSES_BOUNDS = "poses_bounds.npy"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 BD_FACTOR = 0.75   # the closest bound becomes 1 / BD_FACTOR after rescaling
-HOLDOUT = 8        # every HOLDOUT-th image (i % HOLDOUT == 0) is a test view
 NDC_NEAR = 1.0     # NDC near plane, world units after rescaling
-_ROTATION_TOL = 1e-2
 _AABB_MARGIN = 0.05
 
 
@@ -131,10 +129,8 @@ def read_poses_bounds(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndar
     c2w = llff_to_opengl(mats[:, :, :4])
     hwf = mats[:, :, 4]
     for i in range(n):
-        r = c2w[i, :, :3]
-        err = np.abs(r.T @ r - np.eye(3)).max()
-        if err > _ROTATION_TOL or np.linalg.det(r) <= 0:
-            why = f"not orthonormal (|R^T R - I| = {err:.3g})" if err > _ROTATION_TOL else "mirrored (det < 0)"
+        why = rotation_problem(c2w[i, :, :3])
+        if why is not None:
             raise InputError(f"degenerate pose: the rotation is {why}", path, f"poses[{i}].rotation")
         if np.any(hwf[i] <= 0):
             raise InputError(f"height, width and focal must be positive, got {hwf[i].tolist()}", path,
@@ -152,12 +148,6 @@ def read_poses_bounds(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 # ------------------------------------------------------------------------------------------------ images
-def list_images(folder: Path) -> list[Path]:
-    """The image files of ``folder`` (.png / .jpg / .jpeg, any case, no hidden files), sorted by name."""
-    return sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                   and p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: p.name)
-
-
 def _image_source(root: Path, downscale: int) -> tuple[Path, int]:
     """(folder to read, factor still to apply in memory): ``images_F/`` if present, else ``images/``."""
     if downscale > 1 and (root / f"images_{downscale}").is_dir():
@@ -222,14 +212,61 @@ def ndc_aabb(cams: Cameras, margin: float = _AABB_MARGIN) -> np.ndarray:
     return np.array([[lo[0], lo[1], -1.0], [hi[0], hi[1], 1.0]], np.float32)
 
 
-def _splits_wanted(splits: Iterable[str], root: Path) -> tuple[str, ...]:
-    if isinstance(splits, str):
-        splits = (splits,)
-    try:
-        names = tuple(dict.fromkeys(splits))
-    except TypeError:
-        raise InputError(f"splits must be a sequence of split names, got {splits!r}", root, "splits") from None
-    return names
+# -------------------------------------------------------------------------------------------------- load
+def _image_files(root: Path, downscale: int, n: int) -> tuple[list[Path], int]:
+    """(the images of :func:`_image_source`'s folder, one per pose in file-name order; factor still to apply)."""
+    folder, factor = _image_source(root, downscale)
+    files = list_images(folder)
+    if len(files) != n:
+        raise InputError(f"{len(files)} images ({'/'.join(IMAGE_SUFFIXES)}) but {n} poses in {POSES_BOUNDS} "
+                         "(one image per row, matched in file-name order)", folder, "images")
+    return files, factor
+
+
+def _rescale_and_recenter(c2w: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 3 and 4: (c2w, bounds) with the closest bound at ``1 / BD_FACTOR``, then the average pose the
+    identity (:func:`recenter_poses`)."""
+    sc = 1.0 / (bounds.min() * BD_FACTOR)
+    c2w = c2w.copy()
+    c2w[:, :, 3] *= sc
+    bounds = bounds * sc
+    return recenter_poses(c2w), bounds
+
+
+def _holdout_splits(n: int, names: tuple[str, ...], root: Path) -> dict[str, np.ndarray]:
+    """Step 5: requested split name -> view indices, ``test`` every ``HOLDOUT``-th view, ``train`` the rest."""
+    train_idx, test_idx = holdout_split(n, HOLDOUT)
+    wanted = {"train": train_idx, "test": test_idx}
+    wanted = {k: v for k, v in wanted.items() if k in names}
+    if not wanted:
+        raise InputError(f"none of the requested splits {list(names)} exist (LLFF has train and test)", root,
+                         "splits")
+    return wanted
+
+
+def _ndc_cameras(c2w: np.ndarray, hwf: np.ndarray, size: tuple[int, int], factor: int, pb_path: Path) -> Cameras:
+    """Steps 2 and 6: NDC cameras for images of ``size`` (h, w): the poses' focal scaled to that size, the
+    principal point at the image centre."""
+    h, w = size
+    full_h, full_w, focal = hwf[0]
+    if abs(w - full_w * h / full_h) > max(1.0, 0.01 * w):
+        raise InputError(f"images of {w}x{h} pixels (after downscale {factor}) do not have the aspect ratio of "
+                         f"the poses' {full_w:g}x{full_h:g}", pb_path, "poses[0].hwf")
+    fx, fy = focal * w / full_w, focal * h / full_h
+    const = lambda v: np.full(c2w.shape[0], v, np.float32)  # noqa: E731
+    return Cameras(c2w=c2w.astype(np.float32), fx=const(fx), fy=const(fy), cx=const(w / 2.0),
+                   cy=const(h / 2.0), width=int(w), height=int(h), ndc_near=NDC_NEAR)
+
+
+def _split_data(root: Path, files: list[Path], wanted: dict[str, np.ndarray], rgba: np.ndarray,
+                cams: Cameras) -> dict[str, SplitData]:
+    """Split name -> SplitData; ``rgba`` holds the images of ``wanted``'s splits one after the other."""
+    out, start = {}, 0
+    for split, idx in wanted.items():
+        out[split] = SplitData(cameras=cams.subset(idx), rgba=rgba[start:start + len(idx)],
+                               names=tuple(files[i].relative_to(root).as_posix() for i in idx))
+        start += len(idx)
+    return out
 
 
 def load_llff(root: Path | str, downscale: int = 1, splits: Iterable[str] = DEFAULT_SPLITS,
@@ -249,58 +286,20 @@ def load_llff(root: Path | str, downscale: int = 1, splits: Iterable[str] = DEFA
     Raises:
       InputError: for any problem with the input, naming the file and the field.
     """
-    root = Path(root)
-    if not root.exists():
-        raise InputError("dataset directory not found", root)
-    if not root.is_dir():
-        raise InputError("not a directory (expected an LLFF directory with poses_bounds.npy and images/)", root)
+    root = check_dataset_dir(root, "an LLFF directory with poses_bounds.npy and images/")
     ds = check_downscale(downscale, root)
-    names = _splits_wanted(splits, root)
+    names = split_names(splits, root)
     pb_path = root / POSES_BOUNDS
-    c2w, hwf, bounds = read_poses_bounds(pb_path)
+    c2w, hwf, bounds = read_poses_bounds(pb_path)   # step 1: OpenGL axes
     n = c2w.shape[0]
     if n < 2:
         raise InputError(f"{n} pose: need at least 2 images (every {HOLDOUT}th is held out for testing)",
                          pb_path, "shape")
-
-    folder, factor = _image_source(root, ds)
-    files = list_images(folder)
-    if len(files) != n:
-        raise InputError(f"{len(files)} images ({'/'.join(IMAGE_SUFFIXES)}) but {n} poses in {POSES_BOUNDS} "
-                         "(one image per row, matched in file-name order)", folder, "images")
-
-    # 1-3: OpenGL axes (done by read_poses_bounds), rescale by the bounds, recentre.
-    sc = 1.0 / (bounds.min() * BD_FACTOR)
-    c2w = c2w.copy()
-    c2w[:, :, 3] *= sc
-    bounds = bounds * sc
-    c2w = recenter_poses(c2w)
-
-    test_idx = np.arange(0, n, HOLDOUT)
-    train_idx = np.setdiff1d(np.arange(n), test_idx)
-    wanted = {"train": train_idx, "test": test_idx}
-    wanted = {k: v for k, v in wanted.items() if k in names}
-    if not wanted:
-        raise InputError(f"none of the requested splits {list(names)} exist (LLFF has train and test)", root,
-                         "splits")
+    files, factor = _image_files(root, ds, n)
+    c2w, bounds = _rescale_and_recenter(c2w, bounds)
+    wanted = _holdout_splits(n, names, root)
     order = np.concatenate(list(wanted.values()))
     rgba = _read_images([files[i] for i in order], factor, max_workers)
-    h, w = rgba.shape[1:3]
-
-    # Intrinsics of the images actually read: the poses' focal scaled to their size, centred principal point.
-    full_h, full_w, focal = hwf[0]
-    if abs(w - full_w * h / full_h) > max(1.0, 0.01 * w):
-        raise InputError(f"images of {w}x{h} pixels (after downscale {factor}) do not have the aspect ratio of "
-                         f"the poses' {full_w:g}x{full_h:g}", pb_path, "poses[0].hwf")
-    fx, fy = focal * w / full_w, focal * h / full_h
-    const = lambda v: np.full(n, v, np.float32)  # noqa: E731
-    all_cams = Cameras(c2w=c2w.astype(np.float32), fx=const(fx), fy=const(fy), cx=const(w / 2.0),
-                       cy=const(h / 2.0), width=int(w), height=int(h), ndc_near=NDC_NEAR)
-
-    out, start = {}, 0
-    for split, idx in wanted.items():
-        out[split] = SplitData(cameras=all_cams.subset(idx), rgba=rgba[start:start + len(idx)],
-                               names=tuple(files[i].relative_to(root).as_posix() for i in idx))
-        start += len(idx)
-    return Scene(splits=out, near=0.0, far=1.0, aabb=ndc_aabb(all_cams), source=str(root),
-                 depth_range=(float(bounds.min()), float(bounds.max())))
+    all_cams = _ndc_cameras(c2w, hwf, rgba.shape[1:3], factor, pb_path)
+    return Scene(splits=_split_data(root, files, wanted, rgba, all_cams), near=0.0, far=1.0,
+                 aabb=ndc_aabb(all_cams), source=str(root), depth_range=(float(bounds.min()), float(bounds.max())))

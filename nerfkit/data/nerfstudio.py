@@ -71,20 +71,19 @@ import numpy as np
 
 from nerfkit.camera_paths import focus_point
 from nerfkit.errors import InputError
-from nerfkit.types import Cameras, Scene, SplitData
-from nerfkit.data.blender import (DEFAULT_SPLITS, _check_splits, _matrix, _number, check_downscale, read_intrinsics,
-                                  read_json)
+from nerfkit.types import Scene, SplitData
+from nerfkit.data.common import (DEFAULT_SPLITS, HOLDOUT, IMAGE_SUFFIXES, IMAGE_SUFFIXES_ANY_CASE, INTRINSICS_ORDER,
+                                 check_dataset_dir, check_downscale, check_splits, frame_values, holdout_split,
+                                 intrinsics_cameras, json_frames, json_matrix, json_number, json_string, read_aabb,
+                                 read_intrinsics, read_json, read_size, relative_name, require, rotation_problem)
 from nerfkit.data.images import area_downscale, read_raw, read_rgba, run_in_order
 
 TRANSFORMS = "transforms.json"
-HOLDOUT = 8                   # without *_filenames lists, frames i % HOLDOUT == 0 are test views
 CAMERA_RADIUS = 1.0           # the farthest camera's distance from the centre after normalisation
 DEFAULT_BOX_HALF = 1.5        # default scene box half-size, in normalised units
 MIN_NEAR = 0.01               # automatic near never below this (normalised units)
 SUPPORTED_MODELS = ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 _NGP_SCALE, _NGP_OFFSET = 0.33, (0.5, 0.5, 0.5)   # Instant-NGP's defaults for "scale" and "offset"
-_ROTATION_TOL = 1e-2
 _FOCUS_MAX = 2.0              # the focus point is used only within this many camera spreads of the mean camera
 _FRAME_KEYS = ("camera_model", "fl_x", "fl_y", "cx", "cy", "w", "h", "k1", "k2", "k3", "k4", "p1", "p2",
                "camera_angle_x", "camera_angle_y")
@@ -123,58 +122,34 @@ class _Frame:
 def _resolve(root: Path, file_path: str, json_path: Path, field: str, what: str) -> Path:
     candidates = [root / file_path]
     if not Path(file_path).suffix:
-        candidates += [root / (file_path + s) for s in IMAGE_SUFFIXES]
+        candidates += [root / (file_path + s) for s in IMAGE_SUFFIXES_ANY_CASE]
     for c in candidates:
         if c.is_file():
             return c
-    tried = str(candidates[0]) + (" (also tried .png / .jpg / .jpeg)" if len(candidates) > 1 else "")
+    tried = str(candidates[0]) + (f" (also tried {' / '.join(IMAGE_SUFFIXES)})" if len(candidates) > 1 else "")
     raise InputError(f"{what} not found: {tried}", json_path, field)
 
 
-def _string(fr: dict, key: str, json_path: Path, where: str) -> str:
-    v = fr[key]
-    if not isinstance(v, str) or not v:
-        raise InputError(f"expected a non-empty string, got {json.dumps(v)[:40]}", json_path, f"{where}.{key}")
-    return v
-
-
 def _parse_frames(root: Path, meta: dict, json_path: Path) -> list[_Frame]:
-    if "frames" not in meta:
-        raise InputError("missing key 'frames'", json_path, "frames")
-    frames = meta["frames"]
-    if not isinstance(frames, list):
-        raise InputError(f"expected a list, got {type(frames).__name__}", json_path, "frames")
-    if not frames:
-        raise InputError("no frames", json_path, "frames")
-    top = {k: (meta[k], k) for k in _FRAME_KEYS if k in meta}
     out = []
-    for i, fr in enumerate(frames):
+    for i, fr in json_frames(meta, json_path):
         where = f"frames[{i}]"
-        if not isinstance(fr, dict):
-            raise InputError(f"expected an object, got {type(fr).__name__}", json_path, where)
         for key in ("file_path", "transform_matrix"):
-            if key not in fr:
-                raise InputError(f"missing key '{key}'", json_path, f"{where}.{key}")
-        fp = _string(fr, "file_path", json_path, where)
+            require(fr, key, json_path, f"{where}.{key}")
+        fp = json_string(fr["file_path"], json_path, f"{where}.file_path")
         m = fr["transform_matrix"]
         shape = (3, 4) if isinstance(m, list) and len(m) == 3 else (4, 4)
-        m = _matrix(m, shape, json_path, f"{where}.transform_matrix")
-        r = m[:3, :3]
-        err = np.abs(r.T @ r - np.eye(3)).max()
-        if err > _ROTATION_TOL or np.linalg.det(r) <= 0:
-            why = f"not orthonormal (|R^T R - I| = {err:.3g})" if err > _ROTATION_TOL else "mirrored (det < 0)"
+        m = json_matrix(m, shape, json_path, f"{where}.transform_matrix")
+        why = rotation_problem(m[:3, :3])
+        if why is not None:
             raise InputError(f"the rotation part is {why}", json_path, f"{where}.transform_matrix")
         image = _resolve(root, fp, json_path, f"{where}.file_path", "image")
         mask = None
         if fr.get("mask_path") is not None:
-            mask = _resolve(root, _string(fr, "mask_path", json_path, where), json_path, f"{where}.mask_path", "mask")
-        try:
-            name = image.relative_to(root).as_posix()
-        except ValueError:
-            name = str(image)
-        values = dict(top)
-        values.update({k: (fr[k], f"{where}.{k}") for k in _FRAME_KEYS if k in fr})
-        out.append(_Frame(index=i, image=image, name=name, c2w=m[:3, :4], mask=mask, values=values))
+            mask_path = json_string(fr["mask_path"], json_path, f"{where}.mask_path")
+            mask = _resolve(root, mask_path, json_path, f"{where}.mask_path", "mask")
+        out.append(_Frame(index=i, image=image, name=relative_name(image, root), c2w=m[:3, :4], mask=mask,
+                          values=frame_values(meta, fr, _FRAME_KEYS, where)))
     out.sort(key=lambda f: f.name)
     return out
 
@@ -204,7 +179,7 @@ def _intrinsics(frame: _Frame, width: int, height: int, json_path: Path) -> tupl
             if dist[k] != 0.0:
                 raise InputError(f"{k} = {dist[k]:g} but camera_model is {model} (use OPENCV for distortion)",
                                  json_path, vals[k][1])
-    return tuple(dist[k] for k in ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2"))
+    return tuple(dist[k] for k in INTRINSICS_ORDER)
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -223,13 +198,7 @@ def _frame_sizes(frames: list[_Frame], json_path: Path) -> tuple[int, int]:
     """The one image size every frame shares: w/h from the JSON where given, else the image header."""
     ref = None
     for fr in frames:
-        size = []
-        for key in ("w", "h"):
-            if key in fr.values:
-                v, field = fr.values[key]
-                size.append(int(_number(v, json_path, field, positive=True, integer=True)))
-            else:
-                size.append(None)
+        size = read_size(fr.values, json_path)
         if None in size:
             iw, ih = _image_size(fr.image)
             size = [size[0] or iw, size[1] or ih]
@@ -248,8 +217,8 @@ def _assign_splits(root: Path, meta: dict, frames: list[_Frame], json_path: Path
     if not any(k in meta for k in _SPLIT_KEYS.values()):
         if len(frames) == 1:
             return {"train": [0]}
-        return {"train": [i for i in range(len(frames)) if i % HOLDOUT],
-                "test": [i for i in range(len(frames)) if i % HOLDOUT == 0]}
+        train, test = holdout_split(len(frames), HOLDOUT)
+        return {"train": train.tolist(), "test": test.tolist()}
     by_path = {os.path.normpath(fr.image): i for i, fr in enumerate(frames)}
     by_path.update({os.path.normpath(root / fr.name): i for i, fr in enumerate(frames)})
     out = {}
@@ -265,8 +234,8 @@ def _assign_splits(root: Path, meta: dict, frames: list[_Frame], json_path: Path
                 raise InputError(f"expected a file path, got {json.dumps(name)[:40]}", json_path, f"{key}[{j}]")
             i = by_path.get(os.path.normpath(root / name))
             if i is None and not Path(name).suffix:
-                i = next((by_path[p] for s in IMAGE_SUFFIXES if (p := os.path.normpath(root / (name + s))) in by_path),
-                         None)
+                i = next((by_path[p] for s in IMAGE_SUFFIXES_ANY_CASE
+                          if (p := os.path.normpath(root / (name + s))) in by_path), None)
             if i is None:
                 raise InputError(f"'{name}' is not the file_path of any frame", json_path, f"{key}[{j}]")
             idx.append(i)
@@ -308,9 +277,9 @@ def _ngp_box(meta: dict, json_path: Path) -> np.ndarray:
     x); its scene box is ``[0.5 - a / 2, 0.5 + a / 2]^3`` (``a = aabb_scale``) on every axis, so in the file's
     coordinates it is ``([0.5 - a / 2, 0.5 + a / 2] - offset) / scale`` per axis.
     """
-    a = _number(meta["aabb_scale"], json_path, "aabb_scale", positive=True)
-    scale = _number(meta["scale"], json_path, "scale", positive=True) if "scale" in meta else _NGP_SCALE
-    offset = _matrix(meta["offset"], (3,), json_path, "offset") if "offset" in meta else np.asarray(_NGP_OFFSET)
+    a = json_number(meta["aabb_scale"], json_path, "aabb_scale", positive=True)
+    scale = json_number(meta["scale"], json_path, "scale", positive=True) if "scale" in meta else _NGP_SCALE
+    offset = json_matrix(meta["offset"], (3,), json_path, "offset") if "offset" in meta else np.asarray(_NGP_OFFSET)
     lo_ngp, hi_ngp = 0.5 - a / 2.0, 0.5 + a / 2.0
     return np.stack([(lo_ngp - offset) / scale, (hi_ngp - offset) / scale])
 
@@ -319,10 +288,7 @@ def _bounds(meta: dict, json_path: Path, c2w_scene: np.ndarray, centre: np.ndarr
             ) -> tuple[float, float, np.ndarray]:
     """(near, far, aabb float32 [2, 3]) in scene units."""
     if "aabb" in meta:
-        box = _matrix(meta["aabb"], (2, 3), json_path, "aabb")
-        if np.any(box[0] >= box[1]):
-            raise InputError(f"aabb min {box[0].tolist()} must be below max {box[1].tolist()}", json_path, "aabb")
-        box = scale * (box - centre)
+        box = scale * (read_aabb(meta["aabb"], json_path) - centre)
     elif "aabb_scale" in meta:
         box = scale * (_ngp_box(meta, json_path) - centre)
     else:
@@ -332,8 +298,8 @@ def _bounds(meta: dict, json_path: Path, c2w_scene: np.ndarray, centre: np.ndarr
     d_in = np.linalg.norm(outside, axis=1)                        # distance to the box (0 inside)
     corners = np.stack(np.meshgrid(*box.T, indexing="ij"), -1).reshape(-1, 3)
     d_out = np.linalg.norm(pos[:, None] - corners[None], axis=-1).max(axis=1)
-    near = _number(meta["near"], json_path, "near") * scale if "near" in meta else max(float(d_in.min()), MIN_NEAR)
-    far = _number(meta["far"], json_path, "far") * scale if "far" in meta else float(d_out.max())
+    near = json_number(meta["near"], json_path, "near") * scale if "near" in meta else max(float(d_in.min()), MIN_NEAR)
+    far = json_number(meta["far"], json_path, "far") * scale if "far" in meta else float(d_out.max())
     if near < 0:
         raise InputError(f"near must be >= 0, got {meta['near']}", json_path, "near")
     if far <= near:
@@ -379,6 +345,36 @@ def _load_images(frames: list[_Frame], width: int, height: int, downscale: int,
 
 
 # -------------------------------------------------------------------------------------------------- load
+def _dataset_root(path: Path | str) -> Path:
+    """The capture directory: ``path``, or its parent when ``path`` is the ``transforms.json`` file."""
+    p = Path(path)
+    if p.is_file() and p.name == TRANSFORMS:
+        p = p.parent
+    return check_dataset_dir(p, f"a directory holding {TRANSFORMS}")
+
+
+def _normalised_poses(frames: list[_Frame]) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """Step 3: (c2w float64 [N, 3, 4] in scene units, centre, scale, file_to_scene float64 [4, 4])."""
+    c2w_file = np.stack([fr.c2w for fr in frames])
+    centre, scale = normalisation(c2w_file)
+    c2w = c2w_file.copy()
+    c2w[:, :, 3] = scale * (c2w_file[:, :, 3] - centre)
+    file_to_scene = np.eye(4)
+    file_to_scene[:3, :3] *= scale
+    file_to_scene[:3, 3] = -scale * centre
+    return c2w, centre, scale, file_to_scene
+
+
+def _load_split(frames: list[_Frame], idx: list[int], c2w: np.ndarray, intr: np.ndarray, width: int, height: int,
+                downscale: int, max_workers: int | None) -> SplitData:
+    """The frames ``idx`` (indices into the sorted frames) as one split: cameras and images, cropped and
+    downscaled by ``downscale``."""
+    sub = [frames[i] for i in idx]
+    cams = intrinsics_cameras(c2w[idx], intr[idx], width - width % downscale, height - height % downscale, downscale)
+    rgba = _load_images(sub, width, height, downscale, max_workers)
+    return SplitData(cameras=cams, rgba=rgba, names=tuple(fr.name for fr in sub))
+
+
 def load_nerfstudio(path: Path | str, downscale: int = 1, splits: Iterable[str] = DEFAULT_SPLITS,
                     max_workers: int | None = None) -> NerfstudioScene:
     """Load a nerfstudio / Instant-NGP capture (a directory holding ``transforms.json``, or that file).
@@ -397,17 +393,10 @@ def load_nerfstudio(path: Path | str, downscale: int = 1, splits: Iterable[str] 
     Raises:
       InputError: for any problem with the input, naming the file and the field.
     """
-    p = Path(path)
-    if p.is_file() and p.name == TRANSFORMS:
-        p = p.parent
-    if not p.exists():
-        raise InputError("dataset directory not found", p)
-    if not p.is_dir():
-        raise InputError(f"not a directory (expected a directory holding {TRANSFORMS})", p)
-    root = p
+    root = _dataset_root(path)
     json_path = root / TRANSFORMS
     ds = check_downscale(downscale, root)
-    names = _check_splits(splits, root)
+    names = check_splits(splits, root)
     if not json_path.is_file():
         raise InputError(f"missing {TRANSFORMS}", root, TRANSFORMS)
     meta = read_json(json_path)
@@ -417,35 +406,11 @@ def load_nerfstudio(path: Path | str, downscale: int = 1, splits: Iterable[str] 
         raise InputError(f"image size {width}x{height} is smaller than downscale {ds}", frames[0].image, "downscale")
 
     intr = np.array([_intrinsics(fr, width, height, json_path) for fr in frames], np.float64)
-    c2w_file = np.stack([fr.c2w for fr in frames])
-    centre, scale = normalisation(c2w_file)
-    c2w = c2w_file.copy()
-    c2w[:, :, 3] = scale * (c2w_file[:, :, 3] - centre)
+    c2w, centre, scale, file_to_scene = _normalised_poses(frames)
     near, far, aabb = _bounds(meta, json_path, c2w, centre, scale)
-    file_to_scene = np.eye(4)
-    file_to_scene[:3, :3] *= scale
-    file_to_scene[:3, 3] = -scale * centre
-
     assignment = _assign_splits(root, meta, frames, json_path)
-    loaded = {}
-    for split in names:
-        idx = assignment.get(split)
-        if not idx:
-            continue
-        sub = [frames[i] for i in idx]
-        k = intr[idx]
-        dist = k[:, 4:8]
-        cams = Cameras(
-            c2w=c2w[idx].astype(np.float32),
-            fx=k[:, 0].astype(np.float32), fy=k[:, 1].astype(np.float32),
-            cx=k[:, 2].astype(np.float32), cy=k[:, 3].astype(np.float32),
-            width=width - width % ds, height=height - height % ds,
-            distortion=dist.astype(np.float32) if np.any(dist != 0) else None,
-        )
-        if ds != 1:
-            cams = cams.scaled(1.0 / ds)
-        rgba = _load_images(sub, width, height, ds, max_workers)
-        loaded[split] = SplitData(cameras=cams, rgba=rgba, names=tuple(fr.name for fr in sub))
+    loaded = {split: _load_split(frames, assignment[split], c2w, intr, width, height, ds, max_workers)
+              for split in names if assignment.get(split)}
     if not loaded:
         raise InputError(f"none of the requested splits {list(names)} has frames (found: "
                          f"{', '.join(f'{s} ({len(i)})' for s, i in assignment.items())})", json_path, "splits")
