@@ -31,6 +31,12 @@ def undistort(xd, yd, k1, k2, p1, p2, iterations: int = 10):
       xd, yd: [...] distorted normalised coordinates; k1, k2, p1, p2: broadcastable coefficients.
     Returns:
       (x, y) undistorted normalised coordinates.
+
+    >>> k = (0.1, 0.01, 0.001, 0.002)
+    >>> xd, yd = _distort(0.3, -0.2, *k)
+    >>> x, y = undistort(xd, yd, *k)
+    >>> round(x, 6), round(y, 6)
+    (0.3, -0.2)
     """
     x, y = xd, yd
     for _ in range(iterations):
@@ -61,6 +67,11 @@ def pixel_directions_camera(px, py, fx, fy, cx, cy, xnp=np, distortion=None):
     Returns:
       [..., 3] directions ``((px - cx) / fx, -(py - cy) / fy, -1)`` (after undistortion): image rows grow
       downwards while the camera's +y is up.
+
+    A 100 x 100 image with focal length 100: the top-right corner is half a focal length right and up.
+
+    >>> pixel_directions_camera(np.array([100.0]), np.array([0.0]), 100.0, 100.0, 50.0, 50.0).tolist()
+    [[0.5, 0.5, -1.0]]
     """
     x = (px - cx) / fx
     y = (py - cy) / fy
@@ -77,6 +88,13 @@ def camera_rays(c2w, dirs_cam, xnp=np):
       dirs_cam: [..., 3] camera-space directions.
     Returns:
       origins, unit directions: [..., 3] each.
+
+    A camera at (1, 2, 3) turned 90 degrees about +z (its +x points along world +y):
+
+    >>> c2w = np.array([[0.0, -1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 2.0], [0.0, 0.0, 1.0, 3.0]])
+    >>> o, d = camera_rays(c2w, np.array([[2.0, 0.0, -2.0]]))
+    >>> o.tolist(), [round(v, 4) for v in d[0].tolist()]
+    ([[1.0, 2.0, 3.0]], [0.0, 0.7071, -0.7071])
     """
     d = xnp.sum(dirs_cam[..., None, :] * c2w[..., :3, :3], axis=-1)
     d = d / xnp.linalg.norm(d, axis=-1, keepdims=True)
@@ -85,7 +103,12 @@ def camera_rays(c2w, dirs_cam, xnp=np):
 
 
 def pixel_grid(width: int, height: int, xnp=np):
-    """Pixel-centre coordinates ``(px, py)``, each float32 [H, W]."""
+    """Pixel-centre coordinates ``(px, py)``, each float32 [H, W].
+
+    >>> px, py = pixel_grid(3, 2)
+    >>> px.shape, px[0].tolist(), py[:, 0].tolist()
+    ((2, 3), [0.5, 1.5, 2.5], [0.5, 1.5])
+    """
     px, py = xnp.meshgrid(
         xnp.arange(width, dtype=xnp.float32) + 0.5, xnp.arange(height, dtype=xnp.float32) + 0.5, indexing="xy"
     )
@@ -128,6 +151,14 @@ def ndc_rays(origins, directions, focal_x, focal_y, cx, cy, width, height, near:
     Returns:
       (origins, directions) float [..., 3] each in NDC: ``origins[..., 2] == -1``, ``directions[..., 2] ==
       2``, and ``origins + directions`` is the image of the ray's point at infinity.
+
+    A ray parallel to the axis, one unit to the right of it (focal length 50 px, 100 px wide image): it
+    enters the near plane ``z = -1`` at the image's right edge (``x_ndc = 1``) and heads for the image centre,
+    where all rays parallel to the axis meet at infinity.
+
+    >>> o, d = ndc_rays(np.array([[1.0, 0.0, 0.0]]), np.array([[0.0, 0.0, -1.0]]), 50.0, 50.0, None, None, 100, 100)
+    >>> o.tolist(), (o + d).tolist()
+    ([[1.0, 0.0, -1.0]], [[0.0, 0.0, 1.0]])
     """
     cx = width / 2.0 if cx is None else cx
     cy = height / 2.0 if cy is None else cy
@@ -146,7 +177,18 @@ def ndc_rays(origins, directions, focal_x, focal_y, cx, cy, width, height, near:
 
 
 def image_rays(cams: Cameras, index: int, xnp=np) -> Rays:
-    """All rays of view ``index`` as a ``Rays`` of shape [H, W] (in NDC when ``cams.ndc_near`` is set)."""
+    """All rays of view ``index`` as a ``Rays`` of shape [H, W] (in NDC when ``cams.ndc_near`` is set).
+
+    One 2 x 2 camera at the origin (focal length 1 px, principal point in the middle):
+
+    >>> one = np.ones(1, np.float32)
+    >>> cams = Cameras(c2w=np.eye(3, 4, dtype=np.float32)[None], fx=one, fy=one, cx=one, cy=one, width=2, height=2)
+    >>> rays = image_rays(cams, 0)
+    >>> rays.origins.shape, rays.directions.shape
+    ((2, 2, 3), (2, 2, 3))
+    >>> [round(v, 4) for v in rays.directions[0, 0].tolist()]  # top-left pixel: (-0.5, 0.5, -1) normalised
+    [-0.4082, 0.4082, -0.8165]
+    """
     px, py = pixel_grid(cams.width, cams.height, xnp)
     dist = None if cams.distortion is None else xnp.asarray(cams.distortion[index], dtype=xnp.float32)
     dirs = pixel_directions_camera(px, py, cams.fx[index], cams.fy[index], cams.cx[index], cams.cy[index], xnp, dist)
@@ -164,6 +206,12 @@ def all_rays(cams: Cameras, with_viewdirs: bool = False):
     Directions are unit vectors, or NDC rays (:func:`ndc_rays`) when ``cams.ndc_near`` is set. With
     ``with_viewdirs`` a third array follows: the unit world-space directions (equal to the directions for
     ordinary cameras).
+
+    >>> one = np.ones(1, np.float32)
+    >>> cams = Cameras(c2w=np.eye(3, 4, dtype=np.float32)[None], fx=one, fy=one, cx=one, cy=one, width=2, height=2)
+    >>> o, d, viewdirs = all_rays(cams, with_viewdirs=True)
+    >>> o.shape, d.shape, bool(np.allclose(d[0], image_rays(cams, 0).directions))
+    ((1, 2, 2, 3), (1, 2, 2, 3), True)
     """
     px, py = pixel_grid(cams.width, cams.height, np)
     dirs = pixel_directions_camera(
@@ -185,12 +233,23 @@ def all_rays(cams: Cameras, with_viewdirs: bool = False):
 
 
 def focal_from_fov(width: int, camera_angle_x: float) -> float:
-    """Blender's focal length in pixels: ``0.5 * W / tan(0.5 * camera_angle_x)``."""
+    """Blender's focal length in pixels: ``0.5 * W / tan(0.5 * camera_angle_x)``.
+
+    >>> round(focal_from_fov(100, np.pi / 2), 6)  # a 90 degree field of view: half the width
+    50.0
+    """
     return float(0.5 * width / np.tan(0.5 * camera_angle_x))
 
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """float32 [3, 4] camera-to-world for a camera at ``eye`` looking at ``target`` (OpenGL convention)."""
+    """float32 [3, 4] camera-to-world for a camera at ``eye`` looking at ``target`` (OpenGL convention).
+
+    >>> c2w = look_at((0.0, -4.0, 0.0), (0.0, 0.0, 0.0))
+    >>> c2w.shape, c2w[:, 3].tolist()
+    ((3, 4), [0.0, -4.0, 0.0])
+    >>> (c2w[:, :3] @ [0.0, 0.0, -1.0]).tolist(), (c2w[:, :3] @ [0.0, 1.0, 0.0]).tolist()  # looks at +y, up is +z
+    ([0.0, 1.0, 0.0], [0.0, 0.0, 1.0])
+    """
     eye = np.asarray(eye, np.float64)
     forward = np.asarray(target, np.float64) - eye
     forward /= np.linalg.norm(forward)
@@ -208,6 +267,14 @@ def jnp_pixel_rays(c2w, fx, fy, cx, cy, px, py, *, width: int | None = None, hei
 
     With ``ndc_near`` (then ``width`` and ``height`` are required) the rays are in NDC, as
     :func:`image_rays` returns them for cameras with ``Cameras.ndc_near`` set.
+
+    >>> px, py = jnp.array([50.0, 150.0]), jnp.array([50.0, 150.0])  # the centre, one focal length off
+    >>> rays = jnp_pixel_rays(jnp.eye(3, 4), 100.0, 100.0, 50.0, 50.0, px, py)
+    >>> rays.origins.shape, [round(float(v), 4) for v in rays.directions[1]]
+    ((2, 3), [0.5774, -0.5774, -0.5774])
+    >>> ndc = jnp_pixel_rays(jnp.eye(3, 4), 100.0, 100.0, 50.0, 50.0, px, py, width=100, height=100, ndc_near=1.0)
+    >>> [round(float(v), 5) for v in ndc.origins[:, 2]], [round(float(v), 5) for v in ndc.directions[:, 2]]
+    ([-1.0, -1.0], [2.0, 2.0])
     """
     dirs = pixel_directions_camera(px, py, fx, fy, cx, cy, jnp)
     o, d = camera_rays(c2w, dirs, jnp)

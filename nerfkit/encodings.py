@@ -36,7 +36,11 @@ def positional_encoding(x: jnp.ndarray, num_freqs: int, include_input: bool = Tr
 
 
 def encoding_dim(in_dim: int, num_freqs: int, include_input: bool = True) -> int:
-    """Output width of :func:`positional_encoding`."""
+    """Output width of :func:`positional_encoding`: ``D * (include_input + 2 L)``.
+
+    >>> encoding_dim(3, 10), encoding_dim(3, 4), encoding_dim(3, 4, include_input=False)
+    (63, 27, 24)
+    """
     return in_dim * (int(include_input) + 2 * num_freqs)
 
 
@@ -88,7 +92,11 @@ def fourier_features(v: jnp.ndarray, b: jnp.ndarray, var: jnp.ndarray | None = N
 
 
 def fourier_dim(num_features: int) -> int:
-    """Output width of :func:`fourier_features`: 2 m."""
+    """Output width of :func:`fourier_features`: 2 m.
+
+    >>> fourier_dim(4)
+    8
+    """
     return 2 * num_features
 
 
@@ -96,7 +104,13 @@ _PRIMES = (1, 2654435761, 805459861)  # Instant-NGP's spatial hash (Teschner et 
 
 
 def hash_grid_resolutions(levels: int, min_res: int, max_res: int) -> list[int]:
-    """Per-level grid resolution ``floor(N_min * b^l)`` with ``b = (N_max / N_min)^(1 / (L - 1))`` (Instant-NGP eq. 2-3)."""
+    """Per-level grid resolution ``floor(N_min * b^l)`` with ``b = (N_max / N_min)^(1 / (L - 1))`` (Instant-NGP eq. 2-3).
+
+    >>> hash_grid_resolutions(3, 16, 64)  # b = (64 / 16)^(1/2) = 2
+    [16, 32, 64]
+    >>> hash_grid_resolutions(4, 2, 20)  # b = 10^(1/3): 2, 4.3, 9.3, 20
+    [2, 4, 9, 20]
+    """
     if levels == 1:
         return [min_res]
     b = math.exp((math.log(max_res) - math.log(min_res)) / (levels - 1))
@@ -115,6 +129,17 @@ def hash_grid_indices(x: jnp.ndarray, resolutions: list[int], table_size: int):
       resolutions: N_l per level; table_size: T rows per level.
     Returns:
       (rows int32 [..., L, 8] into the flattened [L * T] table, weights float32 [..., L, 8]).
+
+    Level 0 below is dense (a 3 x 3 x 3 vertex grid, row ``x + 3 y + 9 z``), level 1 hashed; the point sits in
+    the middle of a level-0 cell, so its 8 corners weigh 1/8 each:
+
+    >>> rows, w = hash_grid_indices(jnp.full((1, 3), 0.25), [2, 64], 64)
+    >>> rows.shape, w.shape
+    ((1, 2, 8), (1, 2, 8))
+    >>> rows[0, 0].tolist(), w[0, 0].tolist()
+    ([0, 9, 3, 12, 1, 10, 4, 13], [0.125, 0.125, 0.125, 0.125, 0.125, 0.125, 0.125, 0.125])
+    >>> w.sum(-1).tolist()  # the weights of each level sum to 1
+    [[1.0, 1.0]]
     """
     x = jnp.clip(x, 0.0, 1.0)
     corners = jnp.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)], jnp.uint32)  # [8, 3]
@@ -143,6 +168,14 @@ def hash_grid_encoding(x: jnp.ndarray, table: jnp.ndarray, resolutions: list[int
       x: float32 [..., 3] points in [0, 1]^3; table: float32 [L, T, F] features; resolutions: N_l.
     Returns:
       float32 [..., L * F].
+
+    With level 0's feature equal to its row (and level 1 zero), the encoding of (0.25, 0.25, 0.25) (see
+    :func:`hash_grid_indices`) is the mean of its corners' rows, ``(0 + 9 + 3 + 12 + 1 + 10 + 4 + 13) / 8``:
+
+    >>> table = jnp.zeros((2, 64, 1)).at[0, :, 0].set(jnp.arange(64.0))
+    >>> f = hash_grid_encoding(jnp.full((1, 3), 0.25), table, [2, 64])
+    >>> f.shape, float(f[0, 0]), float(f[0, 1])
+    ((1, 2), 6.5, 0.0)
     """
     levels, table_size, feats = table.shape
     rows, w = hash_grid_indices(x, resolutions, table_size)

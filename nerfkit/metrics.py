@@ -1,4 +1,8 @@
-"""Image quality metrics (PSNR, SSIM) under the benchmark protocol of ``docs/BENCHMARKS.md``.
+"""Image quality metrics (PSNR, SSIM) under the project's benchmark protocol.
+
+The full protocols (data, budgets, what to report) are in ``BENCHMARKS.md`` of the shared docs folder
+beside the repository (``../shared/docs/BENCHMARKS.md`` from the repository root; it is not part of the
+repository). The part these metrics implement, stated here in full:
 
 Protocol: composite ground truth on the training background, quantise prediction and ground truth to
 8-bit (:func:`quantize`), then PSNR = -10 log10(MSE) on [0, 1] images and SSIM with dm-pix defaults
@@ -27,6 +31,9 @@ def quantize(img) -> np.ndarray:
     Returns:
       float32 array of the same shape whose values are ``k / 255`` for integers ``k`` in [0, 255].
       Idempotent: ``quantize(quantize(x)) == quantize(x)``.
+
+    >>> (quantize(np.array([0.0, 0.5, 1.2, -0.1, np.nan])) * 255).round().tolist()  # 127.5 rounds to even
+    [0.0, 128.0, 255.0, 0.0, 0.0]
     """
     x = np.nan_to_num(np.asarray(img, np.float32), nan=0.0)
     return (np.round(np.clip(x, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
@@ -37,6 +44,9 @@ def psnr_from_mse(mse):
 
     Works on Python floats, NumPy and JAX arrays, including traced values inside ``jit`` (it always
     returns a JAX array). ``mse == 0`` gives ``inf``.
+
+    >>> round(float(psnr_from_mse(0.01)), 4), float(psnr_from_mse(0.0))
+    (20.0, inf)
     """
     return -10.0 * jnp.log10(mse)
 
@@ -50,6 +60,11 @@ def psnr(pred, gt) -> float:
       ``-10 log10(MSE)`` computed in float64. Identical images (MSE = 0) give ``float('inf')`` rather
       than an arbitrary cap, so a mean over views containing one exact match is ``inf``: callers that
       average should know their data can't hit it (8-bit quantised renderings essentially never do).
+
+    >>> round(psnr(np.zeros((4, 4)), np.full((4, 4), 0.1)), 6)  # MSE 0.01
+    20.0
+    >>> psnr(np.zeros((4, 4)), np.zeros((4, 4)))
+    inf
     """
     pred = np.asarray(pred, np.float64)
     gt = np.asarray(gt, np.float64)
@@ -77,6 +92,10 @@ def ssim(pred, gt) -> float:
         quantisation is applied here.
     Returns:
       the mean SSIM as a Python float (1.0 for identical images).
+
+    >>> img = np.linspace(0.0, 1.0, 11 * 11 * 3).reshape(11, 11, 3)
+    >>> round(ssim(img, img), 4), ssim(img, 0.5 * img) < 1.0
+    (1.0, True)
     """
     a = np.asarray(pred, np.float32)
     b = np.asarray(gt, np.float32)
@@ -99,6 +118,13 @@ def image_metrics(pred, gt) -> dict[str, float]:
       gt: float [H, W, 3] ground truth already composited on the training background.
     Returns:
       ``{"psnr": dB, "ssim": value}`` as Python floats.
+
+    A prediction off by less than half an 8-bit level quantises to the ground truth:
+
+    >>> gt = (np.arange(11 * 11 * 3) % 256).reshape(11, 11, 3) / 255.0  # on 8-bit levels already
+    >>> m = image_metrics(gt + 0.001, gt)
+    >>> m["psnr"], round(m["ssim"], 4)
+    (inf, 1.0)
     """
     p, g = quantize(pred), quantize(gt)
     return {"psnr": psnr(p, g), "ssim": ssim(p, g)}

@@ -21,6 +21,14 @@ def conical_frustum_gaussian(t0, t1, radius):
         cone's radius at distance 1 along the (unit) direction.
     Returns:
       (mean_t [...], var_t [...] along the ray, var_r [...] perpendicular to it, per axis).
+
+    For ``[t0, t1] = [1, 3]`` (midpoint 2, half-width 1, so ``3 mu^2 + hw^2 = 13``): the mean lies beyond the
+    midpoint, ``2 + 2 * 2 * 1 / 13``, because the cone widens with distance; ``var_t = 1/3 - (4/15) 47 / 169``;
+    ``var_r = r^2 (1 + 5/12 - (4/15) / 13)``.
+
+    >>> mean_t, var_t, var_r = conical_frustum_gaussian(jnp.array(1.0), jnp.array(3.0), 0.1)
+    >>> round(float(mean_t), 4), round(float(var_t), 4), round(float(var_r), 5)
+    (2.3077, 0.2592, 0.01396)
     """
     mu = 0.5 * (t0 + t1)
     hw = 0.5 * (t1 - t0)
@@ -35,6 +43,15 @@ def frustum_to_gaussian(origins, directions, t0, t1, radius):
     """3-D mean [..., S, 3] and diagonal covariance [..., S, 3] of the frusta ``[t0, t1]`` [..., S].
 
     ``origins``, ``directions`` [..., 3] (unit directions); ``radius`` [...] (broadcast over samples).
+
+    A ray along +z: the covariance is ``var_t`` along it and ``var_r`` across it.
+
+    >>> t0, t1 = jnp.array([[1.0, 2.0]]), jnp.array([[3.0, 4.0]])  # 1 ray, 2 frusta
+    >>> mean, cov = frustum_to_gaussian(jnp.zeros((1, 3)), jnp.array([[0.0, 0.0, 1.0]]), t0, t1, jnp.array([0.1]))
+    >>> mean.shape, cov.shape
+    ((1, 2, 3), (1, 2, 3))
+    >>> [round(float(v), 5) for v in cov[0, 0]]  # the [1, 3] frustum of conical_frustum_gaussian
+    [0.01396, 0.01396, 0.25917]
     """
     mean_t, var_t, var_r = conical_frustum_gaussian(t0, t1, radius[..., None] if jnp.ndim(radius) else radius)
     d = directions[..., None, :]
@@ -50,6 +67,15 @@ def integrated_pos_enc(mean, cov_diag, num_freqs: int, include_input: bool = Tru
     Laid out exactly like :func:`nerfkit.encodings.positional_encoding` (``[mean, then per octave k:
     E sin(2^k x), E cos(2^k x)]``), so a network takes either encoding unchanged; with zero covariance it
     *is* the positional encoding of ``mean``.
+
+    >>> from nerfkit.encodings import positional_encoding
+    >>> x = jnp.array([[0.1, -0.2, 0.3]])
+    >>> integrated_pos_enc(x, jnp.zeros_like(x), 4).shape
+    (1, 27)
+    >>> bool(jnp.allclose(integrated_pos_enc(x, jnp.zeros_like(x), 4), positional_encoding(x, 4), atol=1e-6))
+    True
+    >>> float(jnp.abs(integrated_pos_enc(x, jnp.full_like(x, 1e4), 4)[:, 3:]).max())  # wide: all damped to 0
+    0.0
     """
     scales = 2.0 ** jnp.arange(num_freqs, dtype=mean.dtype)  # [L]
     y = mean[..., None, :] * scales[:, None]  # [..., L, D]
@@ -60,5 +86,9 @@ def integrated_pos_enc(mean, cov_diag, num_freqs: int, include_input: bool = Tru
 
 def pixel_radius(fx):
     """Cone radius at unit distance of a pixel of focal length ``fx`` (pixels): the radius of the disc with the
-    variance of a pixel-wide square, ``2 / sqrt(12) / fx`` (mip-NeRF's choice)."""
+    variance of a pixel-wide square, ``2 / sqrt(12) / fx`` (mip-NeRF's choice).
+
+    >>> round(float(pixel_radius(100.0)), 6)  # 0.57735 / 100
+    0.005774
+    """
     return 2.0 / jnp.sqrt(12.0) / fx

@@ -29,6 +29,14 @@ def stratified(key, near, far, batch_shape: tuple[int, ...], num_samples: int, r
         many samples between near and 2 near as between 2 near and infinity).
     Returns:
       t: float32 [*batch_shape, S + 1], sorted.
+
+    >>> stratified(None, 2.0, 6.0, (1,), 4, randomized=False).tolist()  # the key is unused here
+    [[2.0, 3.0, 4.0, 5.0, 6.0]]
+    >>> [round(x, 4) for x in stratified(None, 1.0, 4.0, (), 3, randomized=False, lindisp=True).tolist()]
+    [1.0, 1.3333, 2.0, 4.0]
+    >>> t = stratified(jax.random.PRNGKey(0), 2.0, 6.0, (3,), 4, randomized=True)
+    >>> t.shape, bool(jnp.all(t[..., 1:] >= t[..., :-1])), bool(jnp.all((t >= 2.0) & (t <= 6.0)))
+    ((3, 5), True, True)
     """
     u = jnp.linspace(0.0, 1.0, num_samples + 1, dtype=jnp.float32)
     u = jnp.broadcast_to(u, (*batch_shape, num_samples + 1))
@@ -57,6 +65,12 @@ def sample_pdf(key, t: jnp.ndarray, w: jnp.ndarray, num_samples: int, randomized
       randomized: stratified random ``u`` (training) or evenly spaced ``u = (k + 0.5) / N``.
     Returns:
       float32 [..., N] sorted distances in ``[t_0, t_S]``.
+
+    All the weight on the middle interval ``[1, 2)``: evenly spaced ``u = 1/8, 3/8, 5/8, 7/8`` land in it.
+
+    >>> s = sample_pdf(None, jnp.array([0.0, 1.0, 2.0, 3.0]), jnp.array([0.0, 1.0, 0.0]), 4, randomized=False)
+    >>> [round(float(x), 3) for x in s]
+    [1.125, 1.375, 1.625, 1.875]
     """
     t = jax.lax.stop_gradient(t)
     w = jax.lax.stop_gradient(w) + eps
@@ -91,6 +105,9 @@ def merge_samples(t: jnp.ndarray, t_new: jnp.ndarray) -> jnp.ndarray:
       t: [..., S + 1]; t_new: [..., N].
     Returns:
       [..., S + N + 1] sorted endpoints (S + N intervals, as in the paper's N_c + N_f evaluations).
+
+    >>> merge_samples(jnp.array([[0.0, 1.0, 2.0]]), jnp.array([[1.5, 0.5]])).tolist()
+    [[0.0, 0.5, 1.0, 1.5, 2.0]]
     """
     return jnp.sort(jnp.concatenate([jax.lax.stop_gradient(t), t_new], axis=-1), axis=-1)
 
@@ -102,6 +119,15 @@ def intersect_aabb(origins, directions, aabb, near, far):
       origins, directions: float32 [..., 3]; aabb: float32 [2, 3] (min, max); near, far: scalars.
     Returns:
       (t_near, t_far, hit): float32 [...] each and bool [...]; rays that miss get ``t_near = t_far = far``.
+
+    Two rays along +x towards the unit cube, the second passing above it:
+
+    >>> origins = jnp.array([[-2.0, 0.5, 0.5], [-2.0, 5.0, 0.5]])
+    >>> directions = jnp.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    >>> aabb = jnp.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    >>> t_near, t_far, hit = intersect_aabb(origins, directions, aabb, 0.0, 10.0)
+    >>> t_near.tolist(), t_far.tolist(), hit.tolist()
+    ([2.0, 10.0], [3.0, 10.0], [True, False])
     """
     safe = jnp.where(jnp.abs(directions) > 1e-9, directions, 1e-9)
     t0 = (aabb[0] - origins) / safe
