@@ -22,7 +22,9 @@ a conical frustum, ``--model.mip``): ``frequency`` then uses the integrated posi
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -56,13 +58,61 @@ def siren_init(fan_in: int, w0: float, first: bool) -> dict:
     return {"kernel_init": _uniform(bound), "bias_init": _uniform(1.0 / math.sqrt(fan_in))}
 
 
+def _unit(field: "NeRFField", x: jax.Array):
+    """Points in the scene box mapped to [0, 1]^3, and the box's (lo, hi)."""
+    lo, hi = jnp.asarray(field.aabb[0]), jnp.asarray(field.aabb[1])
+    return (x - lo) / (hi - lo), lo, hi
+
+
+def _encode_frequency(field: "NeRFField", x: jax.Array, cov: jax.Array | None) -> jax.Array:
+    if cov is not None:
+        return mip.integrated_pos_enc(x, cov, field.cfg.pos_freqs)
+    return positional_encoding(x, field.cfg.pos_freqs)
+
+
+def _encode_hash(field: "NeRFField", x: jax.Array, cov: jax.Array | None) -> jax.Array:
+    if cov is not None:
+        raise InputError("the hash grid has no integrated (mip) encoding: use encoding frequency or fourier",
+                         field="--model.mip")
+    return hash_grid_encoding(_unit(field, x)[0], field.table[...], field.resolutions)
+
+
+def _encode_fourier(field: "NeRFField", x: jax.Array, cov: jax.Array | None) -> jax.Array:
+    cfg = field.cfg
+    unit, lo, hi = _unit(field, x)
+    b = gaussian_fourier_matrix(cfg.fourier_features, cfg.fourier_scale, cfg.fourier_seed)
+    return fourier_features(unit, b, None if cov is None else cov / (hi - lo) ** 2)
+
+
+def _hash_table(field: "NeRFField", cfg: FieldConfig, rngs: nnx.Rngs) -> None:
+    field.resolutions = tuple(hash_grid_resolutions(cfg.hash_levels, cfg.hash_min_res, cfg.hash_max_res))
+    shape = (cfg.hash_levels, 2**cfg.hash_log2_size, cfg.hash_features)
+    field.table = nnx.Param(jax.random.uniform(rngs.params(), shape, jnp.float32, -1e-4, 1e-4))
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoding:
+    """One position encoding of :class:`NeRFField`: its output width, how it encodes points (``cov``: the
+    points' diagonal covariances, for mip-NeRF, or None), what it adds to the field at construction (its
+    parameters), and the matmul FLOPs of one evaluation (for utilisation figures)."""
+
+    dim: Callable[[FieldConfig], int]
+    encode: Callable[["NeRFField", jax.Array, "jax.Array | None"], jax.Array]
+    init: Callable[["NeRFField", FieldConfig, nnx.Rngs], None] = lambda field, cfg, rngs: None
+    flops: Callable[[FieldConfig], int] = lambda cfg: 0
+
+
+ENCODINGS = {
+    "frequency": Encoding(dim=lambda cfg: encoding_dim(3, cfg.pos_freqs), encode=_encode_frequency),
+    "hash": Encoding(dim=lambda cfg: cfg.hash_levels * cfg.hash_features, encode=_encode_hash, init=_hash_table),
+    "fourier": Encoding(dim=lambda cfg: fourier_dim(cfg.fourier_features), encode=_encode_fourier,
+                        flops=lambda cfg: 2 * 3 * cfg.fourier_features),  # the projection B v, 3 -> m
+}
+
+
 def input_dim(cfg: FieldConfig) -> int:
     """Width of the encoded position that enters the trunk."""
-    if cfg.encoding == "hash":
-        return cfg.hash_levels * cfg.hash_features
-    if cfg.encoding == "fourier":
-        return fourier_dim(cfg.fourier_features)
-    return encoding_dim(3, cfg.pos_freqs)
+    return ENCODINGS[cfg.encoding].dim(cfg)
 
 
 class NeRFField(nnx.Module):
@@ -80,10 +130,7 @@ class NeRFField(nnx.Module):
         self.appearance_dim = appearance_dim  # width of a per-image appearance code fed to the colour branch
         self.dtype = dtype
         self.aabb = tuple(tuple(float(v) for v in row) for row in aabb)  # static: hashable, in the graphdef
-        if cfg.encoding == "hash":
-            self.resolutions = tuple(hash_grid_resolutions(cfg.hash_levels, cfg.hash_min_res, cfg.hash_max_res))
-            shape = (cfg.hash_levels, 2**cfg.hash_log2_size, cfg.hash_features)
-            self.table = nnx.Param(jax.random.uniform(rngs.params(), shape, jnp.float32, -1e-4, 1e-4))
+        ENCODINGS[cfg.encoding].init(self, cfg, rngs)
         in_dim = input_dim(cfg)
         sine = cfg.activation == "sine"
 
@@ -115,21 +162,7 @@ class NeRFField(nnx.Module):
 
         ``cov``: optional float32 [..., 3] diagonal covariance of x (world units squared): encode the expectation.
         """
-        cfg = self.cfg
-        if cfg.encoding in ("hash", "fourier"):
-            lo, hi = jnp.asarray(self.aabb[0]), jnp.asarray(self.aabb[1])
-            unit = (x - lo) / (hi - lo)  # the scene box -> [0, 1]^3
-            if cfg.encoding == "hash":
-                if cov is not None:
-                    raise InputError("the hash grid has no integrated (mip) encoding: use encoding frequency or "
-                                     "fourier", field="--model.mip")
-                return hash_grid_encoding(unit, self.table[...], self.resolutions).astype(self.dtype)
-            b = gaussian_fourier_matrix(cfg.fourier_features, cfg.fourier_scale, cfg.fourier_seed)
-            var = None if cov is None else cov / (hi - lo) ** 2
-            return fourier_features(unit, b, var).astype(self.dtype)
-        if cov is not None:
-            return mip.integrated_pos_enc(x, cov, cfg.pos_freqs).astype(self.dtype)
-        return positional_encoding(x, cfg.pos_freqs).astype(self.dtype)
+        return ENCODINGS[self.cfg.encoding].encode(self, x, cov).astype(self.dtype)
 
     def _trunk(self, x: jax.Array, cov: jax.Array | None = None):
         cfg = self.cfg
@@ -180,7 +213,7 @@ def field_flops(cfg: FieldConfig) -> int:
     elementwise work, the hash grid's gathers, or activations (sine included).
     """
     in_dim = input_dim(cfg)
-    flops, d = (2 * 3 * cfg.fourier_features if cfg.encoding == "fourier" else 0), in_dim
+    flops, d = ENCODINGS[cfg.encoding].flops(cfg), in_dim
     for i in range(cfg.depth):
         flops += 2 * d * cfg.width
         d = cfg.width + (in_dim if i in cfg.skips else 0)

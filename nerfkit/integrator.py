@@ -37,6 +37,10 @@ def weights_from_deltas(sigma: jnp.ndarray, delta: jnp.ndarray) -> jnp.ndarray:
       sigma: float32 [..., S] densities (>= 0); delta: float32 [..., S] lengths (>= 0; 0 = empty slot).
     Returns:
       w: float32 [..., S], ``w_i = exp(-sum_{j<i} sigma_j delta_j) * (1 - exp(-sigma_i delta_i))``.
+
+    >>> w = weights_from_deltas(jnp.array([1.0, 1.0]), jnp.array([math.log(2.0), math.log(2.0)]))
+    >>> [round(float(x), 4) for x in w]  # alpha = 1/2 each; the second sees transmittance 1/2
+    [0.5, 0.25]
     """
     optical = sigma * delta
     alpha = -jnp.expm1(-optical)  # 1 - exp(-x), exact for thin intervals
@@ -68,6 +72,9 @@ def weights_from_alpha(alpha: jnp.ndarray) -> jnp.ndarray:
       alpha: float32 [..., S] in [0, 1].
     Returns:
       float32 [..., S].
+
+    >>> [round(float(x), 4) for x in weights_from_alpha(jnp.array([0.5, 0.5, 1.0]))]
+    [0.5, 0.25, 0.25]
     """
     trans = jnp.cumprod(1.0 - alpha, axis=-1)
     trans = jnp.concatenate([jnp.ones_like(alpha[..., :1]), trans[..., :-1]], axis=-1)
@@ -111,12 +118,19 @@ def optical_depth_before(optical: jnp.ndarray, starts: jnp.ndarray) -> jnp.ndarr
       optical: float32 [N] ``sigma * delta`` per sample; starts: bool [N], True at each ray's first sample.
     Returns:
       float32 [N]; the transmittance in front of sample i is ``exp(-result[i])``.
+
+    >>> optical_depth_before(jnp.array([1.0, 2.0, 3.0, 4.0]), jnp.array([True, False, True, False])).tolist()
+    [0.0, 1.0, 0.0, 3.0]
     """
     return _segmented_cumsum(optical, starts) - optical
 
 
 def stop_depth(eps: float) -> float:
-    """The optical depth at which transmittance falls to ``eps`` (infinite for ``eps <= 0``: never stop)."""
+    """The optical depth at which transmittance falls to ``eps`` (infinite for ``eps <= 0``: never stop).
+
+    >>> round(stop_depth(math.exp(-3.0)), 6), stop_depth(0.0)
+    (3.0, inf)
+    """
     return -math.log(eps) if eps > 0 else math.inf
 
 
@@ -180,7 +194,14 @@ def accumulate(sigma, rgb, t, delta, *, ray=None, num_rays: int | None = None, o
 
 def finish(sums: RaySums, background, far, weights=None) -> RenderOutputs:
     """Pixels from per-ray sums: ``rgb = sum w c + (1 - sum w) background``; ``depth = sum w t / sum w``
-    (``far`` where the ray hits nothing, with the division guarded so its gradient stays finite)."""
+    (``far`` where the ray hits nothing, with the division guarded so its gradient stays finite).
+
+    >>> sums = RaySums(optical=jnp.array([9.0, 0.0]), opacity=jnp.array([0.5, 0.0]),
+    ...                rgb=jnp.array([[0.5, 0.0, 0.0], [0.0, 0.0, 0.0]]), depth=jnp.array([1.5, 0.0]))
+    >>> out = finish(sums, jnp.ones(3), 6.0)  # half of ray 0 is red at t = 3; ray 1 hits nothing
+    >>> out.rgb.tolist(), out.depth.tolist()
+    ([[1.0, 0.5, 0.5], [1.0, 1.0, 1.0]], [3.0, 6.0])
+    """
     acc = sums.opacity
     color = sums.rgb + (1.0 - acc[..., None]) * background
     safe_acc = jnp.where(acc > 1e-6, acc, 1.0)
@@ -199,6 +220,15 @@ def composite(sigma, rgb, t, delta, background, far, *, ray=None, num_rays: int 
     Returns:
       :class:`~nerfkit.types.RenderOutputs`: ``rgb`` [B, 3], ``opacity`` [B], ``depth`` [B]; ``weights`` [..., S]
       for batched samples.
+
+    >>> out = composite(jnp.array([[0.0, 1e6]]), jnp.ones((1, 2, 3)), jnp.array([[1.0, 2.0]]),
+    ...                 jnp.array([[0.5, 0.5]]), jnp.zeros(3), 6.0)  # one ray, opaque at its second sample
+    >>> float(out.opacity[0]), float(out.depth[0])
+    (1.0, 2.0)
+    >>> packed = composite(jnp.array([0.0, 1e6, 1e6]), jnp.ones((3, 3)), jnp.array([1.0, 2.0, 4.0]),
+    ...                    jnp.full(3, 0.5), jnp.zeros(3), 6.0, ray=jnp.array([0, 0, 1]), num_rays=2)
+    >>> packed.depth.tolist()  # the same ray, and a second one opaque at t = 4
+    [2.0, 4.0]
     """
     sums, w = accumulate(sigma, rgb, t, delta, ray=ray, num_rays=num_rays)
     return finish(sums, background, far, weights=w if ray is None else None)

@@ -34,7 +34,12 @@ def step_size(aabb, march_steps: int) -> float:
 
 
 def cell_index(points: jax.Array, aabb: jax.Array, resolution: int) -> tuple[jax.Array, jax.Array]:
-    """Integer cell ``[..., 3]`` of each point and whether it lies inside the box ``[...]``."""
+    """Integer cell ``[..., 3]`` of each point and whether it lies inside the box ``[...]``.
+
+    >>> idx, inside = cell_index(jnp.array([[0.1, 0.6, 0.9], [1.5, 0.0, 0.0]]), jnp.array([[0.0] * 3, [1.0] * 3]), 2)
+    >>> idx.tolist(), inside.tolist()
+    ([[0, 1, 1], [1, 0, 0]], [True, False])
+    """
     u = (points - aabb[0]) / (aabb[1] - aabb[0])
     inside = jnp.all((u >= 0.0) & (u < 1.0), axis=-1)
     idx = jnp.clip(jnp.floor(u * resolution).astype(jnp.int32), 0, resolution - 1)
@@ -42,7 +47,12 @@ def cell_index(points: jax.Array, aabb: jax.Array, resolution: int) -> tuple[jax
 
 
 def lookup(occupied: jax.Array, points: jax.Array, aabb: jax.Array) -> jax.Array:
-    """bool [...]: the point is inside the box and its cell is occupied."""
+    """bool [...]: the point is inside the box and its cell is occupied.
+
+    >>> occupied = jnp.zeros((2, 2, 2), bool).at[1, 1, 1].set(True)
+    >>> lookup(occupied, jnp.array([[0.9, 0.9, 0.9], [0.1, 0.1, 0.1]]), jnp.array([[0.0] * 3, [1.0] * 3])).tolist()
+    [True, False]
+    """
     idx, inside = cell_index(points, aabb, occupied.shape[0])
     return inside & occupied[idx[..., 0], idx[..., 1], idx[..., 2]]
 
@@ -59,6 +69,14 @@ def march(key, origins, directions, t_near, t_far, occupied, aabb, *, dt: float,
     Returns:
       (t_mid float32 [B, K] sample distances, delta float32 [B, K] interval lengths — 0 in empty slots,
       mask bool [B, K] valid slots). Valid slots are sorted by distance.
+
+    >>> aabb = jnp.array([[0.0] * 3, [1.0] * 3])
+    >>> o, d = jnp.array([[-1.0, 0.5, 0.5]]), jnp.array([[1.0, 0.0, 0.0]])  # enters the box at t = 1
+    >>> occupied = jnp.zeros((2, 2, 2), bool).at[1].set(True)  # only the half x >= 0.5
+    >>> t, delta, mask = march(jax.random.key(0), o, d, jnp.array([1.0]), jnp.array([2.0]), occupied, aabb,
+    ...                        dt=0.25, march_steps=8, max_samples=4, randomized=False)
+    >>> t.tolist(), delta.tolist()  # candidates at 1.125 ... 1.875; the two in the empty half are skipped
+    ([[1.625, 1.875, 2.0, 2.0]], [[0.25, 0.25, 0.0, 0.0]])
     """
     b = origins.shape[0]
     t, keep, slot_in_ray, n_kept, stride = _select(key, origins, directions, t_near, t_far, occupied, aabb, dt,
@@ -85,7 +103,11 @@ def init_grid(resolution: int) -> OccupancyGrid:
 
 
 def cell_centers(resolution: int, aabb: jax.Array, key=None) -> jax.Array:
-    """float32 [R^3, 3] cell centres (jittered uniformly inside each cell when ``key`` is given)."""
+    """float32 [R^3, 3] cell centres (jittered uniformly inside each cell when ``key`` is given).
+
+    >>> cell_centers(2, jnp.array([[0.0] * 3, [1.0] * 3]))[:2].tolist()
+    [[0.25, 0.25, 0.25], [0.25, 0.25, 0.75]]
+    """
     r = jnp.arange(resolution, dtype=jnp.float32)
     ijk = jnp.stack(jnp.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
     u = ijk + (0.5 if key is None else jax.random.uniform(key, ijk.shape))
@@ -101,6 +123,10 @@ def update(grid_density: jax.Array, new_density: jax.Array, *, decay: float, dt:
 
     Returns:
       (grid_density float32 [R, R, R], occupied bool [R, R, R]).
+
+    >>> density, occupied = update(jnp.array([10.0, 0.0]), jnp.array([0.0, 0.05]), decay=0.5, dt=0.1, threshold=0.01)
+    >>> [round(float(x), 3) for x in density], occupied.tolist()  # occupied above 0.1005 = -log(0.99) / 0.1
+    ([5.0, 0.05], [True, False])
     """
     grid_density = jnp.maximum(grid_density * decay, new_density)
     sigma_thresh = -math.log(1.0 - threshold) / dt
@@ -134,6 +160,14 @@ def march_packed(key, origins, directions, t_near, t_far, occupied, aabb, *, dt:
 
     Returns:
       :class:`~nerfkit.types.PackedSamples` of ``budget`` slots.
+
+    >>> aabb = jnp.array([[0.0] * 3, [1.0] * 3])
+    >>> o, d = jnp.array([[-1.0, 0.5, 0.5]]), jnp.array([[1.0, 0.0, 0.0]])
+    >>> occupied = jnp.zeros((2, 2, 2), bool).at[1].set(True)
+    >>> p = march_packed(jax.random.key(0), o, d, jnp.array([1.0]), jnp.array([2.0]), occupied, aabb, dt=0.25,
+    ...                  march_steps=8, max_samples=4, budget=3, randomized=False)
+    >>> p.t.tolist(), p.ray.tolist(), p.ray_ok.tolist(), int(p.n_samples)  # the third slot is unused
+    ([1.625, 1.875, 0.0], [0, 0, 1], [True], 2)
     """
     b = origins.shape[0]
     t, keep, slot_in_ray, n_kept, stride = _select(key, origins, directions, t_near, t_far, occupied, aabb, dt,

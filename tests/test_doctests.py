@@ -27,7 +27,8 @@ PACKAGE_DIR = REPO / PACKAGE
 OPTIONFLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 # Modules of pure numerics: every public top-level function carries a runnable example.
-NUMERICS_MODULES = ("nerfkit.encodings", "nerfkit.cameras", "nerfkit.sampling", "nerfkit.mip", "nerfkit.metrics")
+NUMERICS_MODULES = ("nerfkit.encodings", "nerfkit.cameras", "nerfkit.sampling", "nerfkit.mip", "nerfkit.metrics",
+                    "nerfkit.integrator", "nerfkit.occupancy")
 
 
 def package_modules() -> dict[str, Path]:
