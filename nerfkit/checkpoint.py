@@ -63,18 +63,18 @@ class Checkpointer:
         saved = self._manager.item_metadata(step)
         saved = getattr(saved, "tree", saved)
         local = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # unless the target says otherwise
-        struct = lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=getattr(m, "sharding", None) or local)  # noqa: E731
-        as_saved = lambda key: jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local), saved[key])  # noqa: E731
-        renamed = {old: new for old, new in LEGACY_KEYS.items() if old in saved and new not in saved and new in target}
-        abstract = {}
-        for key, value in target.items():
-            old = next((o for o, n in renamed.items() if n == key), None)
-            if old is not None:  # an old entry, as it was saved; the caller reads it under the new name
-                abstract[old] = as_saved(old)
-            else:
-                abstract[key] = as_saved(key) if value is None else jax.tree.map(struct, value)
+
+        def struct(x, sharding=None):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or getattr(x, "sharding", None) or local)
+
+        def as_saved(key):  # on-disk metadata: its sharding is Orbax's own record, not a jax Sharding
+            return jax.tree.map(lambda m: struct(m, local), saved[key])
+        # An old entry is restored as it was saved, and the caller reads it under its new name.
+        renamed = {new: old for old, new in LEGACY_KEYS.items() if old in saved and new not in saved and new in target}
+        abstract = {renamed.get(key, key): as_saved(renamed.get(key, key)) if value is None or key in renamed
+                    else jax.tree.map(struct, value) for key, value in target.items()}
         restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        for old, new in renamed.items():
+        for new, old in renamed.items():
             restored[new] = restored.pop(old)
         return step, restored
 

@@ -113,13 +113,14 @@ def contract(x: jax.Array, radius: float = 1.0) -> jax.Array:
 def build_model(cfg: ModelConfig, seed: int, aabb=DEFAULT_AABB, num_images: int = 0):
     """The model split into (graphdef, params). ``aabb`` [2, 3]: the scene box (grid encodings live in it);
     ``num_images``: training images (rows of the appearance embedding table, when the config has one)."""
-    model = NeRFModel(cfg, rngs=nnx.Rngs(seed), aabb=np.asarray(aabb).tolist(), num_images=num_images)
-    return nnx.split(model, nnx.Param)
+    return nnx.split(_new_model(cfg, seed, aabb, num_images), nnx.Param)
 
 
 def abstract_model(cfg: ModelConfig, aabb=DEFAULT_AABB, num_images: int = 0):
     """(graphdef, params as ``jax.ShapeDtypeStruct``): the model's structure without initialising it
     (``nnx.eval_shape``), the target a checkpoint is restored into."""
-    model = nnx.eval_shape(lambda: NeRFModel(cfg, rngs=nnx.Rngs(0), aabb=np.asarray(aabb).tolist(),
-                                             num_images=num_images))
-    return nnx.split(model, nnx.Param)
+    return nnx.split(nnx.eval_shape(lambda: _new_model(cfg, 0, aabb, num_images)), nnx.Param)
+
+
+def _new_model(cfg: ModelConfig, seed: int, aabb, num_images: int) -> NeRFModel:
+    return NeRFModel(cfg, rngs=nnx.Rngs(seed), aabb=np.asarray(aabb).tolist(), num_images=num_images)

@@ -61,7 +61,7 @@ def render_frames(run: runs.Run, cams: Cameras, chunk: int, png_dir: Path | None
     meta = run.meta
     mesh = parallel.render_mesh(chunk)
     params, state = parallel.replicate((run.params, run.sampler_state), mesh)
-    bg = background_rgb("white" if meta.background == "random" else meta.background)
+    bg = background_rgb(meta.background)
     fn = renderer.make_render_fn(run.graphdef, run.sampler, bg, mesh=mesh)
     frames = {"rgb": [], "depth": [], "opacity": []}
     for i in tqdm(range(len(cams)), desc=f"rendering {cams.width}x{cams.height}", unit="frame",

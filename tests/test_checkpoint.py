@@ -75,3 +75,31 @@ def test_restore_without_checkpoint_raises(tmp_path):
             ck.restore(_state(seed=0))
     with pytest.raises(InputError, match="checkpoints"):
         Checkpointer(tmp_path / "elsewhere", create=False)
+
+
+@pytest.mark.parametrize("grid_resolution", [1, 4])
+def test_checkpoint_from_before_the_sampler_state_still_restores(tmp_path, grid_resolution):
+    """Checkpoints written before the sampler interface kept the occupancy grid under "grid" (a 1^3 placeholder
+    for the hierarchical sampler): they restore into today's layout, and an entry asked for as None comes
+    back as it was saved (the optimiser state, which rendering does not need)."""
+    from nerfkit.checkpoint import from_train_state, train_state
+    from nerfkit.types import NoState, OccupancyGrid
+
+    saved = _state(seed=0, perturb=0.3)
+    r = grid_resolution
+    density = jnp.arange(r ** 3, dtype=jnp.float32).reshape(r, r, r)
+    legacy = {**saved, "grid": {"density": density, "occupied": density > 1.0}}
+    with Checkpointer(tmp_path) as ck:
+        ck.save(3, legacy)
+    template = OccupancyGrid(density=jnp.zeros((r, r, r)), occupied=jnp.ones((r, r, r), bool)) if r > 1 else NoState()
+    with Checkpointer(tmp_path, create=False) as ck:
+        step, restored = ck.restore(train_state(_state(seed=1)["params"], None, template))
+    params, opt_state, state = from_train_state(restored, template)
+    assert step == 3
+    _assert_same(params, saved["params"])
+    np.testing.assert_array_equal(np.asarray(jax.tree.leaves(opt_state)[-1]), np.asarray(jax.tree.leaves(saved["opt_state"])[-1]))
+    if r > 1:
+        np.testing.assert_array_equal(np.asarray(state.density), np.asarray(density))
+        np.testing.assert_array_equal(np.asarray(state.occupied), np.asarray(density > 1.0))
+    else:
+        assert state == NoState()

@@ -86,17 +86,18 @@ class OccupancyGridSampler:
         return OccupancyGrid(density=density, occupied=occupied)
 
     # --------------------------------------------------------------------------------------- training
-    def _march_packed(self, rays: Rays, key, state: OccupancyGrid, budget: int, randomized: bool) -> PackedSamples:
+    def _march_packed(self, rays: Rays, key, state: OccupancyGrid, budget: int, randomized: bool):
+        """(the batch's samples packed into ``budget`` slots, each ray's t_far [B])."""
         cfg = self.cfg
         t_near, t_far = ray_bounds(rays, self.bounds, clip=True)
-        return occupancy.march_packed(key, rays.origins, rays.directions, t_near, t_far, state.occupied,
-                                      jnp.asarray(self.bounds.aabb), dt=self.dt, march_steps=cfg.march_steps,
-                                      max_samples=cfg.max_samples, budget=budget, randomized=randomized)
+        p = occupancy.march_packed(key, rays.origins, rays.directions, t_near, t_far, state.occupied,
+                                   jnp.asarray(self.bounds.aabb), dt=self.dt, march_steps=cfg.march_steps,
+                                   max_samples=cfg.max_samples, budget=budget, randomized=randomized)
+        return p, t_far
 
-    def _composite_packed(self, model, rays: Rays, p: PackedSamples, background) -> RenderOutputs:
-        b = rays.origins.shape[0]
+    def _composite_packed(self, model, rays: Rays, p: PackedSamples, t_far, background) -> RenderOutputs:
         sigma, rgb = model.query("coarse", rays, p.t, ray=p.ray)
-        _, t_far = ray_bounds(rays, self.bounds, clip=True)
+        b = rays.origins.shape[0]
         out = integrator.composite(sigma, rgb, p.t, p.delta, background, t_far, ray=p.ray, num_rays=b)
         return out.replace(ray_ok=p.ray_ok, n_samples=p.n_samples)
 
@@ -104,10 +105,10 @@ class OccupancyGridSampler:
                      randomized: bool = True) -> RenderOutputs:
         """Packed samples within ``sample_budget`` (see the module docstring); ``ray_ok`` marks the rays whose
         samples all fitted, ``n_samples`` the slots used."""
-        p = self._march_packed(rays, key, state, self.prepass_budget or self.sample_budget, randomized)
+        p, t_far = self._march_packed(rays, key, state, self.prepass_budget or self.sample_budget, randomized)
         if self.prepass_budget:
             p = self._cut_behind_surface(model, rays, p)
-        return self._composite_packed(model, rays, p, background)
+        return self._composite_packed(model, rays, p, t_far, background)
 
     def _cut_behind_surface(self, model, rays: Rays, p: PackedSamples) -> PackedSamples:
         """Drop the packed samples that lie where the ray's transmittance (from the field's density, no
@@ -133,8 +134,8 @@ class OccupancyGridSampler:
     def render(self, model, rays: Rays, state: OccupancyGrid, background, slots: int | None = None) -> RenderOutputs:
         slots = slots or rays.origins.shape[0] * self.slots_per_ray
         if self.mode == "packed":
-            p = self._march_packed(rays, jax.random.key(0), state, slots, randomized=False)
-            return self._composite_packed(model, rays, p, background)
+            p, t_far = self._march_packed(rays, jax.random.key(0), state, slots, randomized=False)
+            return self._composite_packed(model, rays, p, t_far, background)
         if self.mode == "one_pass":
             return self._render_one_pass(model, rays, state, background)
         return self._render_marching(model, rays, state, background, slots)
