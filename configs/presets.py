@@ -86,6 +86,20 @@ PRESETS: dict[str, tuple[str, FitConfig]] = {
                               val_views=1, checkpoint_every=2000, log_every=50),
         ),
     ),
+    "real-capture": (
+        "real photographs (360-degree or forward-facing): hash grid over a contracted unbounded space, "
+        "per-image appearance codes",
+        FitConfig(
+            preset="real-capture",
+            out=pathlib.Path("runs/real-capture"),
+            # Preliminary: replaced by the proposal-sampled recipe measured in benchmarks/real_captures.py.
+            data=DataConfig(data=None, background="black"),
+            model=ModelConfig(coarse=_HASH, fine=_HASH, num_coarse=32, num_fine=32, sampler="hierarchical",
+                              contraction=True, lindisp=True, appearance_dim=16),
+            train=TrainConfig(batch_rays=2048, lr_init=1e-2, lr_final=3e-4, adam_eps=1e-15, lr_warmup_steps=20,
+                              val_every=0, val_views=1, checkpoint_every=500, log_every=20),
+        ),
+    ),
     "demo": (
         "the built-in procedural scene in a few minutes on a CPU (the default)",
         FitConfig(
