@@ -12,6 +12,9 @@ _HASH = FieldConfig(encoding="hash", depth=1, width=64, skips=(), view_width=64,
 _HASH_SMALL = FieldConfig(encoding="hash", depth=1, width=64, skips=(), view_width=64, dir_freqs=4,
                           density_activation="exp", hash_levels=8, hash_features=2, hash_log2_size=16,
                           hash_min_res=16, hash_max_res=256)
+_HASH_REAL = FieldConfig(encoding="hash", depth=1, width=64, skips=(), view_width=64, dir_freqs=4,
+                         density_activation="exp", hash_levels=8, hash_features=4, hash_log2_size=17,
+                         hash_min_res=16, hash_max_res=1024)
 _SMALL = FieldConfig(depth=4, width=128, skips=(), view_width=64, density_activation="softplus", density_bias=-1.0)
 _LLFF = FieldConfig(depth=4, width=64, skips=(), view_width=32, density_activation="softplus", density_bias=-1.0)
 
@@ -87,16 +90,17 @@ PRESETS: dict[str, tuple[str, FitConfig]] = {
         ),
     ),
     "real-capture": (
-        "real photographs (360-degree or forward-facing): hash grid over a contracted unbounded space, "
-        "per-image appearance codes",
+        "real photographs (360-degree or forward-facing): hash grid over a contracted unbounded space, sampled "
+        "by a proposal field, per-image appearance codes",
         FitConfig(
             preset="real-capture",
             out=pathlib.Path("runs/real-capture"),
-            # Preliminary: replaced by the proposal-sampled recipe measured in benchmarks/real_captures.py.
-            data=DataConfig(data=None, background="black"),
-            model=ModelConfig(coarse=_HASH, fine=_HASH, num_coarse=32, num_fine=32, sampler="hierarchical",
-                              contraction=True, lindisp=True, appearance_dim=16),
-            train=TrainConfig(batch_rays=2048, lr_init=1e-2, lr_final=3e-4, adam_eps=1e-15, lr_warmup_steps=20,
+            # nerfacto's recipe (hash field over the L-inf contraction, proposal sampling with the interlevel
+            # loss, distortion loss, appearance embeddings) sized for a CPU; see benchmarks/real_captures.py.
+            data=DataConfig(data=None, background="random"),
+            model=ModelConfig(coarse=_HASH_REAL, sampler="proposal", proposal_samples=(48,), num_fine=24,
+                              contraction=True, contraction_norm="inf", appearance_dim=16, distortion_loss=0.002),
+            train=TrainConfig(batch_rays=1024, lr_init=1e-2, lr_final=1e-3, adam_eps=1e-15, lr_warmup_steps=20,
                               val_every=0, val_views=1, checkpoint_every=500, log_every=20),
         ),
     ),

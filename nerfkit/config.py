@@ -72,16 +72,32 @@ class ModelConfig:
     """Networks and ray sampling."""
 
     coarse: FieldConfig = dataclasses.field(default_factory=FieldConfig)
-    """The coarse network (evaluated at the stratified samples)."""
+    """The radiance field: the coarse network of the hierarchical sampler (evaluated at the stratified
+    samples), the only one of the occupancy and proposal samplers."""
     fine: FieldConfig = dataclasses.field(default_factory=FieldConfig)
     """The fine network (evaluated at stratified + importance samples; unused when num_fine = 0)."""
     num_coarse: int = 64
     """Stratified samples per ray for the coarse pass."""
     num_fine: int = 128
-    """Importance samples per ray for the fine pass (0: coarse network only)."""
-    sampler: Literal["hierarchical", "occupancy"] = "hierarchical"
+    """Importance samples per ray for the fine pass (0: coarse network only). Proposal sampler: the radiance
+    field's samples per ray, drawn from the last proposal's weights."""
+    sampler: Literal["hierarchical", "occupancy", "proposal"] = "hierarchical"
     """hierarchical: coarse + fine networks (the paper). occupancy: one network (``coarse``) sampled only in
-    cells an occupancy grid marks occupied (empty-space skipping; num_fine is ignored)."""
+    cells an occupancy grid marks occupied (empty-space skipping; num_fine is ignored). proposal: small
+    density-only proposal fields choose where the one radiance field (``coarse``) is sampled (mip-NeRF 360,
+    nerfacto), trained with the interlevel loss; for unbounded real captures."""
+    proposal: FieldConfig = dataclasses.field(default_factory=lambda: FieldConfig(
+        encoding="hash", depth=1, width=16, skips=(), use_viewdirs=False, density_activation="exp",
+        hash_levels=5, hash_features=2, hash_log2_size=17, hash_min_res=16, hash_max_res=128))
+    """Proposal sampler: the density-only proposal fields (one per entry of proposal_samples)."""
+    proposal_samples: tuple[int, ...] = (64,)
+    """Proposal sampler: samples per ray of each proposal pass, in order (one small field per pass)."""
+    interlevel_loss: float = 1.0
+    """Proposal sampler: weight of the interlevel loss (mip-NeRF 360 eq. 13) that teaches each proposal field
+    to bound the radiance field's weights."""
+    distortion_loss: float = 0.0
+    """Proposal sampler: weight of mip-NeRF 360's distortion loss (eq. 15) on the radiance field's weights
+    (compact surfaces, no floaters; 0: off)."""
     grid_resolution: int = 64
     """Occupancy grid cells per axis over the scene box."""
     march_steps: int = 256
@@ -104,6 +120,12 @@ class ModelConfig:
     into a ball of twice that radius, x -> (2 - 1/|x|) x/|x| in units of the radius, before the field sees them."""
     contraction_radius: float = 1.0
     """Radius of the region left as it is by the contraction (the foreground)."""
+    contraction_norm: Literal["l2", "inf"] = "l2"
+    """Norm of the contraction: l2 squeezes space into a ball of radius 2 (mip-NeRF 360); inf into the cube
+    [-2, 2]^3 (nerfstudio's default), which fills a hash grid's box."""
+    contraction_far: float = 1000.0
+    """Proposal sampler with contraction: rays are sampled out to this distance (all of the contracted space
+    up to its boundary), whatever the scene's far."""
     lindisp: bool = False
     """Hierarchical sampler: space coarse samples evenly in inverse depth (for distant backgrounds)."""
     appearance_dim: int = 0

@@ -142,23 +142,22 @@ def hash_grid_indices(x: jnp.ndarray, resolutions: list[int], table_size: int):
     [[1.0, 1.0]]
     """
     x = jnp.clip(x, 0.0, 1.0)
-    corners = jnp.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)], jnp.uint32)  # [8, 3]
-    rows, weights = [], []
-    for level, res in enumerate(resolutions):
-        p = x * res
-        p0 = jnp.minimum(jnp.floor(p), res - 1)
-        frac = p - p0  # [..., 3]
-        idx = p0.astype(jnp.uint32)[..., None, :] + corners  # [..., 8, 3]
-        w = jnp.prod(jnp.where(corners.astype(bool), frac[..., None, :], 1.0 - frac[..., None, :]), axis=-1)
-        if (res + 1) ** 3 <= table_size:
-            row = idx[..., 0] + idx[..., 1] * (res + 1) + idx[..., 2] * (res + 1) ** 2
-        else:
-            h = (idx[..., 0] * jnp.uint32(_PRIMES[0])) ^ (idx[..., 1] * jnp.uint32(_PRIMES[1])) ^ (
-                idx[..., 2] * jnp.uint32(_PRIMES[2]))
-            row = h % jnp.uint32(table_size)
-        rows.append(row.astype(jnp.int32) + level * table_size)
-        weights.append(w)
-    return jnp.stack(rows, axis=-2), jnp.stack(weights, axis=-2)
+    # All levels at once (arrays [..., L, 8, 3]); which levels are dense is known when tracing.
+    res = np.asarray(resolutions, np.int64)[:, None]  # [L, 1]
+    p = x[..., None, :] * res.astype(np.float32)
+    p0 = jnp.minimum(jnp.floor(p), res - 1)
+    frac = p - p0  # [..., L, 3]
+    corners = np.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)], np.uint32)  # [8, 3]
+    idx = p0.astype(jnp.uint32)[..., None, :] + corners  # [..., L, 8, 3]
+    w = jnp.prod(jnp.where(corners.astype(bool), frac[..., None, :], 1.0 - frac[..., None, :]), axis=-1)
+    side = (res + 1).astype(np.uint32)
+    dense = idx[..., 0] + idx[..., 1] * side + idx[..., 2] * (side * side)
+    hashed = (idx[..., 0] * np.uint32(_PRIMES[0])) ^ (idx[..., 1] * np.uint32(_PRIMES[1])) ^ (
+        idx[..., 2] * np.uint32(_PRIMES[2]))
+    # Tables have 2^k rows: the modulo is a mask (an integer division is far slower on a CPU).
+    hashed = hashed & np.uint32(table_size - 1) if table_size & (table_size - 1) == 0 else hashed % np.uint32(table_size)
+    row = jnp.where((res + 1) ** 3 <= table_size, dense, hashed).astype(jnp.int32)
+    return row + (np.arange(len(resolutions), dtype=np.int32) * table_size)[:, None], w
 
 
 def hash_grid_encoding(x: jnp.ndarray, table: jnp.ndarray, resolutions: list[int]) -> jnp.ndarray:
@@ -179,5 +178,11 @@ def hash_grid_encoding(x: jnp.ndarray, table: jnp.ndarray, resolutions: list[int
     """
     levels, table_size, feats = table.shape
     rows, w = hash_grid_indices(x, resolutions, table_size)
-    f = table.reshape(levels * table_size, feats)[rows]  # [..., L, 8, F]: one gather for all levels
-    return jnp.sum(w[..., None] * f, axis=-2).reshape(*x.shape[:-1], levels * feats)
+    flat = table.reshape(levels * table_size, feats)
+    # One gather per corner, each fused with its weighted add: on a CPU this is several times faster than
+    # gathering all 8 corners into one [..., L, 8, F] array and reducing it (measured 0.04 s vs 0.39 s for
+    # 131k points x 8 levels), and its gradient is a third faster.
+    f = w[..., 0, None] * flat[rows[..., 0]]
+    for c in range(1, 8):
+        f = f + w[..., c, None] * flat[rows[..., c]]
+    return f.reshape(*x.shape[:-1], levels * feats)

@@ -193,17 +193,31 @@ class NeRFField(nnx.Module):
         """
         cfg = self.cfg
         h, sigma = self._trunk(x, cov)
-        extra = []
-        if self.appearance_dim:
-            extra = [jnp.broadcast_to(appearance, (*x.shape[:-1], self.appearance_dim)).astype(self.dtype)]
         if cfg.use_viewdirs:
-            denc = positional_encoding(jnp.broadcast_to(viewdirs, x.shape), cfg.dir_freqs).astype(self.dtype)
-            h = jnp.concatenate([self.feature(h), denc, *extra], axis=-1)
-            h = self._act(self.view(h))
-        elif extra:
-            h = jnp.concatenate([h, *extra], axis=-1)
+            h = self._act(self._view_layer(self.feature(h), self._ray_inputs(viewdirs, appearance)))
+        elif self.appearance_dim:
+            app = jnp.broadcast_to(appearance, (*x.shape[:-1], self.appearance_dim)).astype(self.dtype)
+            h = jnp.concatenate([h, app], axis=-1)
         rgb = jax.nn.sigmoid(self.color(h).astype(jnp.float32))
         return sigma, rgb
+
+    def _ray_inputs(self, viewdirs: jax.Array, appearance: jax.Array | None) -> jax.Array:
+        """The encoded view direction and the appearance code, at their own (per-ray) shape."""
+        parts = [positional_encoding(viewdirs, self.cfg.dir_freqs)]
+        if self.appearance_dim:
+            batch = jnp.broadcast_shapes(viewdirs.shape[:-1], appearance.shape[:-1])
+            parts = [jnp.broadcast_to(parts[0], (*batch, parts[0].shape[-1])),
+                     jnp.broadcast_to(appearance, (*batch, self.appearance_dim))]
+        return jnp.concatenate(parts, axis=-1).astype(self.dtype)
+
+    def _view_layer(self, feature: jax.Array, ray_inputs: jax.Array) -> jax.Array:
+        """``self.view`` applied to ``[feature, ray_inputs]`` without broadcasting the per-ray inputs to every
+        sample first: their share of the matmul is computed once per ray (a sample's input is
+        ``feature`` [..., S, width]; ``ray_inputs`` [..., 1, k] broadcasts along S)."""
+        kernel = self.view.kernel[...].astype(self.dtype)
+        w = feature.shape[-1]
+        out = feature @ kernel[:w] + ray_inputs @ kernel[w:]
+        return out + self.view.bias[...].astype(self.dtype)
 
 
 def field_flops(cfg: FieldConfig) -> int:

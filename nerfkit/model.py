@@ -36,6 +36,9 @@ class NeRFModel(nnx.Module):
         self.coarse = NeRFField(cfg.coarse, rngs=rngs, dtype=dtype, aabb=aabb, appearance_dim=app)
         use_fine = "fine" in field_names
         self.fine = NeRFField(cfg.fine, rngs=rngs, dtype=dtype, aabb=aabb, appearance_dim=app) if use_fine else None
+        for name in field_names:  # the proposal sampler's density-only fields: proposal0, proposal1, ...
+            if name.startswith("proposal"):
+                setattr(self, name, NeRFField(cfg.proposal, rngs=rngs, dtype=dtype, aabb=aabb))
         if app:
             if cfg.appearance_render >= max(num_images, 1):
                 raise InputError(f"is {cfg.appearance_render}, the scene has {num_images} training images",
@@ -59,7 +62,7 @@ class NeRFModel(nnx.Module):
 
     def query(self, field: str, rays: Rays, t: jax.Array, *, ray: jax.Array | None = None,
               intervals: tuple[jax.Array, jax.Array] | None = None, density_only: bool = False):
-        """Evaluate field ``field`` ("coarse" or "fine") at distances ``t`` along ``rays`` [B].
+        """Evaluate field ``field`` ("coarse", "fine", or a proposal sampler's "proposal0", ...) at distances ``t`` along ``rays`` [B].
 
         Args:
           t: float32 [B, S] (batched: sample s of ray b) or [N] with ``ray`` (packed samples).
@@ -91,21 +94,24 @@ class NeRFModel(nnx.Module):
             points = rays.origins[..., None, :] + t[..., None] * rays.directions[..., None, :]
             viewdirs, app = rays.viewdirs[..., None, :], None if app is None else app[..., None, :]
         if self.cfg.contraction:
-            points = contract(points, self.cfg.contraction_radius)
+            points = contract(points, self.cfg.contraction_radius, self.cfg.contraction_norm)
         return points, viewdirs, None, app
 
 
-def contract(x: jax.Array, radius: float = 1.0) -> jax.Array:
+def contract(x: jax.Array, radius: float = 1.0, norm: str = "l2") -> jax.Array:
     """mip-NeRF 360's scene contraction (eq. 10) of points [..., 3] in units of ``radius``.
 
     Identity inside the ball of radius 1 (times ``radius``); outside, ``(2 - 1/|x|) x/|x|``, so all of space
-    lands in the ball of radius 2 and distance is spent in proportion to inverse depth.
+    lands in the ball of radius 2 and distance is spent in proportion to inverse depth. ``norm="inf"``
+    measures ``|x|`` with the max-norm (nerfstudio's variant): the ball becomes the cube ``[-2, 2]^3``.
 
     >>> [round(float(v), 3) for v in contract(jnp.array([4.0, 0.0, 0.0]))]  # 2 - 1/4
     [1.75, 0.0, 0.0]
+    >>> [round(float(v), 3) for v in contract(jnp.array([4.0, 4.0, 0.0]), norm="inf")]  # a corner of the cube
+    [1.75, 1.75, 0.0]
     """
     x = x / radius
-    n = jnp.linalg.norm(x, axis=-1, keepdims=True)
+    n = jnp.max(jnp.abs(x), axis=-1, keepdims=True) if norm == "inf" else jnp.linalg.norm(x, axis=-1, keepdims=True)
     safe = jnp.maximum(n, 1.0)  # the outer branch only runs where |x| > 1: keep its gradient finite elsewhere
     return jnp.where(n <= 1.0, x, (2.0 - 1.0 / safe) * x / safe)
 

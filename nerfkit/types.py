@@ -181,6 +181,8 @@ class RenderOutputs:
       n_samples: int32 []: field evaluations used by the batch (packed samplers), or None.
       samples: int32 [B]: field evaluations of each ray (rendering in rounds), or None.
       rounds: int32 []: rounds of rendering in rounds, or None.
+      losses: extra loss terms the sampler computed while rendering for training (float32 [] each, already
+        weighted; the proposal sampler's interlevel and distortion losses), or None.
     """
 
     rgb: jax.Array
@@ -192,6 +194,7 @@ class RenderOutputs:
     n_samples: jax.Array | None = None
     samples: jax.Array | None = None
     rounds: jax.Array | None = None
+    losses: dict | None = None
 
     def pixels(self) -> dict:
         """The per-ray arrays a renderer returns: ``rgb``, ``depth``, ``opacity`` and, where present,

@@ -4,6 +4,8 @@ interface). The config's ``sampler`` names one; this is the one place that maps 
 - ``hierarchical`` (:mod:`nerfkit.samplers.hierarchical`): NeRF's coarse-to-fine sampling.
 - ``occupancy`` (:mod:`nerfkit.samplers.occupancy_grid`): an occupancy grid skips empty space; packed
   samples for training, rounds with early ray termination for rendering.
+- ``proposal`` (:mod:`nerfkit.samplers.proposal`): density-only proposal fields choose the radiance field's
+  samples (mip-NeRF 360, nerfacto); for unbounded real captures.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from nerfkit.config import ModelConfig, TrainConfig
 from nerfkit.samplers.base import Sampler, ray_bounds
 from nerfkit.samplers.hierarchical import HierarchicalSampler
 from nerfkit.samplers.occupancy_grid import OccupancyGridSampler
+from nerfkit.samplers.proposal import ProposalSampler
 from nerfkit.types import Bounds
 
-SAMPLERS = {"hierarchical": HierarchicalSampler, "occupancy": OccupancyGridSampler}
+SAMPLERS = {"hierarchical": HierarchicalSampler, "occupancy": OccupancyGridSampler, "proposal": ProposalSampler}
 
-__all__ = ["SAMPLERS", "Sampler", "HierarchicalSampler", "OccupancyGridSampler", "build", "ray_bounds",
+__all__ = ["SAMPLERS", "Sampler", "HierarchicalSampler", "OccupancyGridSampler", "ProposalSampler", "build", "ray_bounds",
            "sampler_class"]
 
 

@@ -47,7 +47,7 @@ class OccupancyGridSampler:
         if cfg.mip:
             raise InputError("mip needs the hierarchical sampler (and no contraction)", field="--model.mip")
         if cfg.contraction:
-            raise InputError("contraction needs the hierarchical sampler", field="--model.sampler")
+            raise InputError("contraction needs the hierarchical or the proposal sampler", field="--model.sampler")
         return ("coarse",)
 
     @classmethod
