@@ -256,17 +256,28 @@ def test_is_nerfstudio_dir(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- errors
-def test_error_missing_image(tmp_path):
-    _write_capture(tmp_path, n=4)
+def test_missing_image_is_skipped_with_a_warning(tmp_path, capsys):
+    path = _write_capture(tmp_path, n=4)
     (tmp_path / "images" / "frame_0002.png").unlink()
-    _expect_error(tmp_path, str(tmp_path / "transforms.json"), "[frames[2].file_path]",
-                  str(tmp_path / "images" / "frame_0002.png"))
+    _edit(path, lambda m: m["frames"][1].update(file_path="images/nope"))  # bare name, nothing matches
+    scene = load_nerfstudio(tmp_path)
+    names = sum((s.names for s in scene.splits.values()), ())
+    assert sorted(names) == ["images/frame_0000.png", "images/frame_0003.png"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "skipped 2 of 4 frames" in err[0] and "images/nope, images/frame_0002.png" in err[0]
 
 
-def test_error_missing_image_without_extension(tmp_path):
-    path = _write_capture(tmp_path, n=3)
-    _edit(path, lambda m: m["frames"][1].update(file_path="images/nope"))
-    _expect_error(tmp_path, "[frames[1].file_path]", "images/nope", ".jpg")
+def test_error_every_image_missing(tmp_path):
+    _write_capture(tmp_path, n=3)
+    for p in (tmp_path / "images").iterdir():
+        p.unlink()
+    _expect_error(tmp_path, str(tmp_path / "transforms.json"), "[frames]", "every one of the 3 frames is missing",
+                  "images/frame_0000.png")
+
+
+def test_error_mask_missing(tmp_path):
+    _write_capture(tmp_path, n=3, frame_extra={1: {"mask_path": "masks/nope"}})
+    _expect_error(tmp_path, "[frames[1].mask_path]", "mask not found", "masks/nope", ".jpg")
 
 
 @pytest.mark.parametrize("model, where", [("OPENCV_FISHEYE", "camera_model"), ("EQUIRECTANGULAR", "camera_model"),

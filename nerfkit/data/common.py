@@ -10,7 +10,9 @@ What lives here, so that each format module only says what is particular to its 
 * intrinsics: :func:`read_intrinsics` (Instant-NGP / nerfstudio keys), :func:`fov_focal`,
   :func:`fov_from_focal` and :func:`intrinsics_cameras`;
 * image files: ``IMAGE_SUFFIXES`` (the one list of the suffixes the loaders read, compared case-insensitively),
-  :func:`has_image_suffix`, :func:`list_images`, :func:`relative_name`;
+  :func:`has_image_suffix`, :func:`list_images`, :func:`relative_name`, :func:`find_image` (a frame's
+  ``file_path``, the extension optional) and :func:`report_missing` (frames whose image is missing are
+  skipped with one warning line, as Instant-NGP does);
 * the hold-out rule of the LLFF and nerfstudio loaders: ``HOLDOUT`` and :func:`holdout_split`;
 * the rotation check of stored poses: ``ROTATION_TOL`` and :func:`rotation_problem`.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import operator
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -401,6 +404,41 @@ def relative_name(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return str(path)
+
+
+def find_image(root: Path, file_path: str, default_suffixes: Iterable[str] = IMAGE_SUFFIXES_ANY_CASE) -> Path | None:
+    """The file a frame's ``file_path`` names (relative to ``root``), or None when there is none.
+
+    ``root / file_path`` itself when it is a file; else, when ``file_path`` has no image suffix,
+    ``file_path`` + each of ``default_suffixes`` in turn (Blender's ``"./train/r_0"`` is ``r_0.png``).
+    """
+    candidates = [root / file_path]
+    if not has_image_suffix(file_path):
+        candidates += [root / (file_path + s) for s in default_suffixes]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+MISSING_SHOWN = 3   # how many missing image names report_missing shows
+
+
+def report_missing(json_path: Path, missing: list[str], total: int, field: str = "frames") -> None:
+    """Warn (one line on stderr) that the frames whose image file is missing are skipped; ``InputError``
+    when every one of the ``total`` frames is missing.
+
+    Args:
+      json_path: the JSON file listing the frames.
+      missing: the ``file_path`` of each skipped frame, in file order (nothing is printed when empty).
+      total: how many frames the file lists.
+      field: the field named by the error (``frames``, or a split list such as ``train_filenames``).
+    """
+    if not missing:
+        return
+    shown = ", ".join(missing[:MISSING_SHOWN]) + (", ..." if len(missing) > MISSING_SHOWN else "")
+    if len(missing) >= total:
+        raise InputError(f"no usable frame: the image of every one of the {total} frames is missing ({shown})",
+                         json_path, field)
+    print(f"warning: {json_path}: skipped {len(missing)} of {total} frames whose image file is missing "
+          f"({shown})", file=sys.stderr)
 
 
 # -------------------------------------------------------------------------------------------- hold-out

@@ -27,7 +27,10 @@ Layout::
 
 What :func:`load_nerfstudio` does:
 
-1. Frames are sorted by ``file_path`` (as nerfstudio does). Every frame must have the same image size (a
+1. Frames whose image file is missing are skipped with one warning line on stderr (how many, the first few
+   names), as Instant-NGP does (its fox capture lists 67 frames and ships 50 images); split lists may name
+   them (they are left out). No frame left, or a split list none of whose frames is left, is an error.
+   Frames are sorted by ``file_path`` (as nerfstudio does). Every frame must have the same image size (a
    frame that differs is an error naming it: :class:`~nerfkit.types.Cameras` share one size); intrinsics and
    distortion may differ per frame.
 2. Splits: ``{train,val,test}_filenames`` when any of them is present (a split without a list is absent);
@@ -73,9 +76,10 @@ from nerfkit.camera_paths import focus_point
 from nerfkit.errors import InputError
 from nerfkit.types import Scene, SplitData
 from nerfkit.data.common import (DEFAULT_SPLITS, HOLDOUT, IMAGE_SUFFIXES, IMAGE_SUFFIXES_ANY_CASE, INTRINSICS_ORDER,
-                                 check_dataset_dir, check_downscale, check_splits, frame_values, holdout_split,
-                                 intrinsics_cameras, json_frames, json_matrix, json_number, json_string, read_aabb,
-                                 read_intrinsics, read_json, read_size, relative_name, require, rotation_problem)
+                                 check_dataset_dir, check_downscale, check_splits, find_image, frame_values,
+                                 has_image_suffix, holdout_split, intrinsics_cameras, json_frames, json_matrix,
+                                 json_number, json_string, read_aabb, read_intrinsics, read_json, read_size,
+                                 relative_name, report_missing, require, rotation_problem)
 from nerfkit.data.images import area_downscale, read_raw, read_rgba, run_in_order
 
 TRANSFORMS = "transforms.json"
@@ -120,38 +124,52 @@ class _Frame:
 
 
 def _resolve(root: Path, file_path: str, json_path: Path, field: str, what: str) -> Path:
-    candidates = [root / file_path]
-    if not Path(file_path).suffix:
-        candidates += [root / (file_path + s) for s in IMAGE_SUFFIXES_ANY_CASE]
-    for c in candidates:
-        if c.is_file():
-            return c
-    tried = str(candidates[0]) + (f" (also tried {' / '.join(IMAGE_SUFFIXES)})" if len(candidates) > 1 else "")
-    raise InputError(f"{what} not found: {tried}", json_path, field)
+    found = find_image(root, file_path)
+    if found is None:
+        also = f" (also tried {' / '.join(IMAGE_SUFFIXES)})" if not has_image_suffix(file_path) else ""
+        raise InputError(f"{what} not found: {root / file_path}{also}", json_path, field)
+    return found
 
 
-def _parse_frames(root: Path, meta: dict, json_path: Path) -> list[_Frame]:
-    out = []
+def _parse_frame(root: Path, meta: dict, i: int, fr: dict, json_path: Path) -> tuple[str, _Frame | None]:
+    """(the frame's ``file_path``, the frame, or None when its image file is missing)."""
+    where = f"frames[{i}]"
+    for key in ("file_path", "transform_matrix"):
+        require(fr, key, json_path, f"{where}.{key}")
+    fp = json_string(fr["file_path"], json_path, f"{where}.file_path")
+    m = fr["transform_matrix"]
+    shape = (3, 4) if isinstance(m, list) and len(m) == 3 else (4, 4)
+    m = json_matrix(m, shape, json_path, f"{where}.transform_matrix")
+    why = rotation_problem(m[:3, :3])
+    if why is not None:
+        raise InputError(f"the rotation part is {why}", json_path, f"{where}.transform_matrix")
+    image = find_image(root, fp)
+    if image is None:
+        return fp, None
+    mask = None
+    if fr.get("mask_path") is not None:
+        mask_path = json_string(fr["mask_path"], json_path, f"{where}.mask_path")
+        mask = _resolve(root, mask_path, json_path, f"{where}.mask_path", "mask")
+    return fp, _Frame(index=i, image=image, name=relative_name(image, root), c2w=m[:3, :4], mask=mask,
+                      values=frame_values(meta, fr, _FRAME_KEYS, where))
+
+
+def _parse_frames(root: Path, meta: dict, json_path: Path) -> tuple[list[_Frame], list[str]]:
+    """(the frames whose image exists, sorted by name; the ``file_path`` of those skipped, in file order).
+
+    Frames without an image file are skipped with one warning (:func:`report_missing`), as Instant-NGP
+    does; none left is an ``InputError``."""
+    out, missing, total = [], [], 0
     for i, fr in json_frames(meta, json_path):
-        where = f"frames[{i}]"
-        for key in ("file_path", "transform_matrix"):
-            require(fr, key, json_path, f"{where}.{key}")
-        fp = json_string(fr["file_path"], json_path, f"{where}.file_path")
-        m = fr["transform_matrix"]
-        shape = (3, 4) if isinstance(m, list) and len(m) == 3 else (4, 4)
-        m = json_matrix(m, shape, json_path, f"{where}.transform_matrix")
-        why = rotation_problem(m[:3, :3])
-        if why is not None:
-            raise InputError(f"the rotation part is {why}", json_path, f"{where}.transform_matrix")
-        image = _resolve(root, fp, json_path, f"{where}.file_path", "image")
-        mask = None
-        if fr.get("mask_path") is not None:
-            mask_path = json_string(fr["mask_path"], json_path, f"{where}.mask_path")
-            mask = _resolve(root, mask_path, json_path, f"{where}.mask_path", "mask")
-        out.append(_Frame(index=i, image=image, name=relative_name(image, root), c2w=m[:3, :4], mask=mask,
-                          values=frame_values(meta, fr, _FRAME_KEYS, where)))
+        fp, frame = _parse_frame(root, meta, i, fr, json_path)
+        total += 1
+        if frame is None:
+            missing.append(fp)
+        else:
+            out.append(frame)
+    report_missing(json_path, missing, total)
     out.sort(key=lambda f: f.name)
-    return out
+    return out, missing
 
 
 def _camera_model(frame: _Frame, json_path: Path) -> str:
@@ -212,8 +230,41 @@ def _frame_sizes(frames: list[_Frame], json_path: Path) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------------ splits
-def _assign_splits(root: Path, meta: dict, frames: list[_Frame], json_path: Path) -> dict[str, list[int]]:
-    """Split name -> indices into the (sorted) frames."""
+def _stem_key(root: Path, name: str) -> str:
+    """``root / name`` normalised, without its extension: how a split list's entry is matched to a skipped
+    frame."""
+    return os.path.splitext(os.path.normpath(root / name))[0]
+
+
+def _split_indices(root: Path, key: str, names: Any, by_path: dict[str, int], skipped: set[str],
+                   json_path: Path) -> list[int]:
+    """Sorted indices into the frames of the split list ``meta[key]``; entries naming a skipped frame are left
+    out, and a list left empty by that is an ``InputError``."""
+    if not isinstance(names, list):
+        raise InputError(f"expected a list of file paths, got {type(names).__name__}", json_path, key)
+    idx, dropped = [], 0
+    for j, name in enumerate(names):
+        if not isinstance(name, str) or not name:
+            raise InputError(f"expected a file path, got {json.dumps(name)[:40]}", json_path, f"{key}[{j}]")
+        i = by_path.get(os.path.normpath(root / name))
+        if i is None and not Path(name).suffix:
+            i = next((by_path[p] for s in IMAGE_SUFFIXES_ANY_CASE
+                      if (p := os.path.normpath(root / (name + s))) in by_path), None)
+        if i is None and _stem_key(root, name) in skipped:
+            dropped += 1
+            continue
+        if i is None:
+            raise InputError(f"'{name}' is not the file_path of any frame", json_path, f"{key}[{j}]")
+        idx.append(i)
+    if names and dropped == len(names):
+        raise InputError(f"no usable frame: the image of every one of its {len(names)} frames is missing",
+                         json_path, key)
+    return sorted(set(idx))
+
+
+def _assign_splits(root: Path, meta: dict, frames: list[_Frame], skipped: list[str],
+                   json_path: Path) -> dict[str, list[int]]:
+    """Split name -> indices into the (sorted) frames; ``skipped``: the ``file_path`` of the frames left out."""
     if not any(k in meta for k in _SPLIT_KEYS.values()):
         if len(frames) == 1:
             return {"train": [0]}
@@ -221,26 +272,13 @@ def _assign_splits(root: Path, meta: dict, frames: list[_Frame], json_path: Path
         return {"train": train.tolist(), "test": test.tolist()}
     by_path = {os.path.normpath(fr.image): i for i, fr in enumerate(frames)}
     by_path.update({os.path.normpath(root / fr.name): i for i, fr in enumerate(frames)})
+    skipped_keys = {_stem_key(root, fp) for fp in skipped}
     out = {}
     for split, key in _SPLIT_KEYS.items():
-        if key not in meta:
-            continue
-        names = meta[key]
-        if not isinstance(names, list):
-            raise InputError(f"expected a list of file paths, got {type(names).__name__}", json_path, key)
-        idx = []
-        for j, name in enumerate(names):
-            if not isinstance(name, str) or not name:
-                raise InputError(f"expected a file path, got {json.dumps(name)[:40]}", json_path, f"{key}[{j}]")
-            i = by_path.get(os.path.normpath(root / name))
-            if i is None and not Path(name).suffix:
-                i = next((by_path[p] for s in IMAGE_SUFFIXES_ANY_CASE
-                          if (p := os.path.normpath(root / (name + s))) in by_path), None)
-            if i is None:
-                raise InputError(f"'{name}' is not the file_path of any frame", json_path, f"{key}[{j}]")
-            idx.append(i)
-        if idx:
-            out[split] = sorted(set(idx))
+        if key in meta:
+            idx = _split_indices(root, key, meta[key], by_path, skipped_keys, json_path)
+            if idx:
+                out[split] = idx
     return out
 
 
@@ -400,7 +438,7 @@ def load_nerfstudio(path: Path | str, downscale: int = 1, splits: Iterable[str] 
     if not json_path.is_file():
         raise InputError(f"missing {TRANSFORMS}", root, TRANSFORMS)
     meta = read_json(json_path)
-    frames = _parse_frames(root, meta, json_path)
+    frames, skipped = _parse_frames(root, meta, json_path)
     width, height = _frame_sizes(frames, json_path)
     if width < ds or height < ds:
         raise InputError(f"image size {width}x{height} is smaller than downscale {ds}", frames[0].image, "downscale")
@@ -408,7 +446,7 @@ def load_nerfstudio(path: Path | str, downscale: int = 1, splits: Iterable[str] 
     intr = np.array([_intrinsics(fr, width, height, json_path) for fr in frames], np.float64)
     c2w, centre, scale, file_to_scene = _normalised_poses(frames)
     near, far, aabb = _bounds(meta, json_path, c2w, centre, scale)
-    assignment = _assign_splits(root, meta, frames, json_path)
+    assignment = _assign_splits(root, meta, frames, skipped, json_path)
     loaded = {split: _load_split(frames, assignment[split], c2w, intr, width, height, ds, max_workers)
               for split in names if assignment.get(split)}
     if not loaded:
