@@ -94,3 +94,64 @@ def test_split_list_naming_only_missing_frames_is_an_error(tmp_path, capsys):
     path.write_text(json.dumps(meta))
     with pytest.raises(InputError, match=r"\[test_filenames\]: no usable frame"):
         load_scene(root)
+
+
+# ------------------------------------------------------------------------------- nerfstudio images_N/
+def _write_ns(root: Path, n: int = 4, size=(24, 18), poses=None, name="frame_{:05d}.png", meta=None,
+              seed: int = 0) -> list[np.ndarray]:
+    """A nerfstudio capture of ``n`` random PNGs ``images/frame_00001.png``...; returns the images."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    poses = _ring(n) if poses is None else poses
+    imgs, frames = [], []
+    for i in range(n):
+        img = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        iio.imwrite(root / "images" / name.format(i + 1), img)
+        imgs.append(img)
+        frames.append({"file_path": "images/" + name.format(i + 1), "transform_matrix": poses[i].tolist()})
+    doc = {"camera_model": "OPENCV", "fl_x": 20.0, "fl_y": 21.0, "cx": size[0] / 2, "cy": size[1] / 2,
+           "w": size[0], "h": size[1], **(meta or {}), "frames": frames}
+    (root / "transforms.json").write_text(json.dumps(doc))
+    return imgs
+
+
+@pytest.mark.parametrize("size, small", [((24, 18), (12, 9)), ((25, 19), (13, 10))])
+def test_nerfstudio_reads_images_n_folders(tmp_path, size, small):
+    """``--downscale 2`` reads ``images_2/`` (content unlike a downscale of images/), intrinsics per axis."""
+    _write_ns(tmp_path, n=4, size=size)
+    rng = np.random.default_rng(7)
+    (tmp_path / "images_2").mkdir()
+    own = {}
+    for i in range(4):
+        own[f"images/frame_{i + 1:05d}.png"] = img = rng.integers(0, 256, (small[1], small[0], 3), dtype=np.uint8)
+        iio.imwrite(tmp_path / "images_2" / f"frame_{i + 1:05d}.png", img)
+    scene = load_nerfstudio(tmp_path, downscale=2)
+    for split in scene.splits.values():
+        cams = split.cameras
+        assert (cams.width, cams.height) == small and split.rgba.shape[1:3] == (small[1], small[0])
+        np.testing.assert_allclose(cams.fx, 20.0 * small[0] / size[0], rtol=1e-6)
+        np.testing.assert_allclose(cams.fy, 21.0 * small[1] / size[1], rtol=1e-6)
+        np.testing.assert_allclose(cams.cx, size[0] / 2 * small[0] / size[0], rtol=1e-6)
+        for name, rgba in zip(split.names, split.rgba):
+            np.testing.assert_allclose(rgba[..., :3], own[name] / 255.0, atol=1e-6)
+    # without images_4/ the full images are area-downscaled as before
+    four = load_nerfstudio(tmp_path, downscale=4)
+    assert four.splits["train"].cameras.width == size[0] // 4
+
+
+def test_nerfstudio_images_n_with_a_full_size_mask_and_a_wrong_size(tmp_path):
+    _write_ns(tmp_path, n=2)
+    mask = np.zeros((18, 24), np.uint8)
+    mask[:, 12:] = 255
+    iio.imwrite(tmp_path / "mask.png", mask)
+    meta = json.loads((tmp_path / "transforms.json").read_text())
+    meta["frames"][1]["mask_path"] = "mask.png"
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    (tmp_path / "images_2").mkdir()
+    for i in (1, 2):
+        iio.imwrite(tmp_path / "images_2" / f"frame_{i:05d}.png", np.full((9, 12, 3), 200, np.uint8))
+    rgba = load_nerfstudio(tmp_path, downscale=2).splits["train"].rgba[0]  # frame 2 (frame 1 is held out)
+    assert np.all(rgba[:, :6] == 0) and np.allclose(rgba[:, 6:, 3], 1)
+    iio.imwrite(tmp_path / "images_2" / "frame_00001.png", np.full((7, 12, 3), 200, np.uint8))
+    with pytest.raises(InputError, match="not the 24x18 of the frames divided by downscale 2"):
+        load_nerfstudio(tmp_path, downscale=2)

@@ -8,7 +8,7 @@ What lives here, so that each format module only says what is particular to its 
   :func:`json_string`, :func:`require` and :func:`json_frames`, plus the per-frame value lookup
   :func:`frame_values` and :func:`read_size`, :func:`read_aabb`;
 * intrinsics: :func:`read_intrinsics` (Instant-NGP / nerfstudio keys), :func:`fov_focal`,
-  :func:`fov_from_focal` and :func:`intrinsics_cameras`;
+  :func:`fov_from_focal`, :func:`intrinsics_cameras` and :func:`resize_cameras`;
 * image files: ``IMAGE_SUFFIXES`` (the one list of the suffixes the loaders read, compared case-insensitively),
   :func:`has_image_suffix`, :func:`list_images`, :func:`relative_name`, :func:`find_image` (a frame's
   ``file_path``, the extension optional) and :func:`report_missing` (frames whose image is missing are
@@ -21,6 +21,7 @@ Every problem with the input is an :class:`~nerfkit.errors.InputError` naming th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import operator
@@ -366,6 +367,15 @@ def intrinsics_cameras(c2w: np.ndarray, intr: np.ndarray, width: int, height: in
     if downscale != 1:
         cams = cams.scaled(1.0 / downscale)
     return cams
+
+
+def resize_cameras(cams: Cameras, width: int, height: int) -> Cameras:
+    """The cameras for their images resized to ``width`` x ``height`` (each axis's intrinsics scaled by its
+    own ratio: a folder of downscaled copies need not be an exact fraction of the size)."""
+    sx, sy = width / cams.width, height / cams.height
+    return dataclasses.replace(cams, fx=cams.fx * np.float32(sx), fy=cams.fy * np.float32(sy),
+                               cx=cams.cx * np.float32(sx), cy=cams.cy * np.float32(sy), width=int(width),
+                               height=int(height))
 
 
 # --------------------------------------------------------------------------------------------- images

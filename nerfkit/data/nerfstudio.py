@@ -55,8 +55,15 @@ What :func:`load_nerfstudio` does:
    That is right for object masks (segmenting an object from its surroundings) and wrong for masks of
    transient things in front of a static scene (people, the photographer's shadow), which it carves out; a
    true "ignore this pixel" needs a per-pixel loss weight in the trainer, which nerfkit does not have yet.
-6. ``downscale=F``: images are area-filtered by ``F x F`` blocks; a size not divisible by ``F`` is first
-   cropped at the right and bottom (at most ``F - 1`` pixels; the principal point does not move).
+6. ``downscale=F``: when ``images_F/`` exists beside ``images/`` (``ns-process-data`` writes ``images_2``,
+   ``images_4``, ``images_8`` with the same file names) and holds every frame's image, those are read (each
+   must be within a pixel of ``1 / F`` of the frames' size; the intrinsics follow the actual size, per axis;
+   masks at the full size are area-resized to it). Otherwise images are area-filtered by ``F x F`` blocks;
+   a size not divisible by ``F`` is first cropped at the right and bottom (at most ``F - 1`` pixels; the
+   principal point does not move).
+7. EXIF orientation: the stored pixels are read (as COLMAP, nerfstudio and Instant-NGP read them, so poses
+   and intrinsics from COLMAP fit them), unless the JSON's ``w``/``h`` match only the EXIF-oriented size (a
+   90-degree orientation tag): then the image is turned as the tag says (``PIL.ImageOps.exif_transpose``).
 
 Poses are OpenGL camera-to-world (camera looks down -z, +y up) like the Blender layout. Every problem with
 the input is an :class:`~nerfkit.errors.InputError` naming the file and the field.
@@ -67,6 +74,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -74,13 +82,13 @@ import numpy as np
 
 from nerfkit.camera_paths import focus_point
 from nerfkit.errors import InputError
-from nerfkit.types import Scene, SplitData
+from nerfkit.types import Cameras, Scene, SplitData
 from nerfkit.data.common import (DEFAULT_SPLITS, HOLDOUT, IMAGE_SUFFIXES, IMAGE_SUFFIXES_ANY_CASE, INTRINSICS_ORDER,
                                  check_dataset_dir, check_downscale, check_splits, find_image, frame_values,
                                  has_image_suffix, holdout_split, intrinsics_cameras, json_frames, json_matrix,
                                  json_number, json_string, read_aabb, read_intrinsics, read_json, read_size,
-                                 relative_name, report_missing, require, rotation_problem)
-from nerfkit.data.images import area_downscale, read_raw, read_rgba, run_in_order
+                                 relative_name, report_missing, require, resize_cameras, rotation_problem)
+from nerfkit.data.images import area_downscale, image_size_fitting, read_raw, read_rgba_fitting, run_in_order
 
 TRANSFORMS = "transforms.json"
 CAMERA_RADIUS = 1.0           # the farthest camera's distance from the centre after normalisation
@@ -346,8 +354,59 @@ def _bounds(meta: dict, json_path: Path, c2w_scene: np.ndarray, centre: np.ndarr
 
 
 # ------------------------------------------------------------------------------------------------ images
-def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """float32 [H, W] 1 where the mask is nonzero, 0 elsewhere."""
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """Where a load's images come from: ``files`` (one per sorted frame) of ``width`` x ``height`` pixels, to be
+    cropped to a multiple of ``factor`` and area-filtered by it."""
+
+    files: list[Path]
+    width: int
+    height: int
+    factor: int
+
+    def cameras(self, c2w: np.ndarray, intr: np.ndarray, width: int, height: int) -> Cameras:
+        """Cameras of full-size (``width`` x ``height``) intrinsics for the images this source gives."""
+        f = self.factor
+        if f == 1 and (self.width, self.height) != (width, height):   # images_N/: follow the actual size
+            return resize_cameras(intrinsics_cameras(c2w, intr, width, height), self.width, self.height)
+        return intrinsics_cameras(c2w, intr, width - width % f, height - height % f, f)
+
+    def fits(self, w: int, h: int) -> bool:
+        return (w, h) == (self.width, self.height)
+
+
+def _downscaled_path(folder: Path, name: str) -> Path:
+    """The file of ``images_N/`` standing for frame image ``name`` (relative to the root): ``images/a/b.jpg`` is
+    ``images_N/a/b.jpg``; a file elsewhere is ``images_N/<its file name>`` (nerfstudio's rule)."""
+    parts = Path(name).parts
+    return folder.joinpath(*parts[1:]) if len(parts) > 1 and parts[0] == "images" else folder / parts[-1]
+
+
+def _image_source(root: Path, frames: list[_Frame], width: int, height: int, ds: int) -> _Source:
+    """``images_<ds>/`` (as ``ns-process-data`` writes it) when it holds every frame's image, each about
+    ``1 / ds`` of the size (within a pixel); else the frames' own images, area-downscaled by ``ds``."""
+    folder = root / f"images_{ds}"
+    if ds > 1 and folder.is_dir():
+        files = [_downscaled_path(folder, fr.name) for fr in frames]
+        lacking = sum(not f.is_file() for f in files)
+        if not lacking:
+            def near(w: int, h: int) -> bool:
+                return abs(w - width / ds) <= 1 and abs(h - height / ds) <= 1
+            w, h = image_size_fitting(files[0], near)
+            if not near(w, h):
+                raise InputError(f"image size {w}x{h} is not the {width}x{height} of the frames divided by "
+                                 f"downscale {ds}", files[0], "downscale")
+            return _Source(files, w, h, 1)
+        print(f"warning: {folder} lacks {lacking} of the {len(files)} frames' images: downscaling the "
+              "full-size images instead", file=sys.stderr)
+    return _Source([fr.image for fr in frames], width, height, ds)
+
+
+def _read_mask(path: Path, shape: tuple[int, int], full_shape: tuple[int, int]) -> np.ndarray:
+    """float32 [H, W] of ``shape``: 1 where the mask is nonzero, 0 elsewhere; a mask of ``full_shape`` (the
+    frames' size, when the images come from ``images_N/``) is area-resized to ``shape`` (fractions on edges)."""
+    from PIL import Image
+
     raw = np.asarray(read_raw(path))
     if raw.ndim == 3 and raw.shape[-1] in (3, 4) and np.array_equal(raw[..., 0], raw[..., 1]) \
             and np.array_equal(raw[..., 0], raw[..., 2]):
@@ -356,27 +415,31 @@ def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
         raw = raw[..., 0]
     if raw.ndim != 2:
         raise InputError(f"expected a single-channel (grey) mask, got shape {raw.shape}", path)
-    if raw.shape != shape:
-        raise InputError(f"mask size {raw.shape[1]}x{raw.shape[0]} differs from the image's {shape[1]}x{shape[0]}",
-                         path)
-    return (raw > 0).astype(np.float32)
+    keep = (raw > 0).astype(np.float32)
+    if raw.shape == shape:
+        return keep
+    if raw.shape == full_shape:
+        return np.asarray(Image.fromarray(keep, mode="F").resize(shape[::-1], Image.Resampling.BOX), np.float32)
+    raise InputError(f"mask size {raw.shape[1]}x{raw.shape[0]} differs from the image's {shape[1]}x{shape[0]}",
+                     path)
 
 
-def _load_images(frames: list[_Frame], width: int, height: int, downscale: int,
+def _load_images(frames: list[_Frame], src: _Source, full_shape: tuple[int, int],
                  max_workers: int | None) -> np.ndarray:
-    """float32 [N, H', W', 4] premultiplied, masked, cropped to multiples of ``downscale`` and downscaled."""
-    hc, wc = height - height % downscale, width - width % downscale
-    out = np.empty((len(frames), hc // downscale, wc // downscale, 4), np.float32)
+    """float32 [N, H', W', 4] premultiplied, masked, cropped to multiples of ``src.factor`` and downscaled; the
+    stored pixels, or the EXIF-oriented ones when only those have the expected size."""
+    f, height, width = src.factor, src.height, src.width
+    hc, wc = height - height % f, width - width % f
+    out = np.empty((len(frames), hc // f, wc // f, 4), np.float32)
 
     def load(i: int) -> None:
-        fr = frames[i]
-        img = read_rgba(fr.image)
+        img = read_rgba_fitting(src.files[i], src.fits)
         if img.shape[:2] != (height, width):
             raise InputError(f"image size {img.shape[1]}x{img.shape[0]} differs from the expected {width}x{height} "
-                             "(w/h in the JSON, or the first frame's image)", fr.image)
-        if fr.mask is not None:
-            img *= _read_mask(fr.mask, (height, width))[..., None]
-        out[i] = area_downscale(img[:hc, :wc], downscale)
+                             "(w/h in the JSON, or the first frame's image)", src.files[i])
+        if frames[i].mask is not None:
+            img *= _read_mask(frames[i].mask, (height, width), full_shape)[..., None]
+        out[i] = area_downscale(img[:hc, :wc], f)
 
     run_in_order(load, range(len(frames)), max_workers)
     return out
@@ -404,12 +467,11 @@ def _normalised_poses(frames: list[_Frame]) -> tuple[np.ndarray, np.ndarray, flo
 
 
 def _load_split(frames: list[_Frame], idx: list[int], c2w: np.ndarray, intr: np.ndarray, width: int, height: int,
-                downscale: int, max_workers: int | None) -> SplitData:
-    """The frames ``idx`` (indices into the sorted frames) as one split: cameras and images, cropped and
-    downscaled by ``downscale``."""
+                src: _Source, max_workers: int | None) -> SplitData:
+    """The frames ``idx`` (indices into the sorted frames) as one split: cameras and images from ``src``."""
     sub = [frames[i] for i in idx]
-    cams = intrinsics_cameras(c2w[idx], intr[idx], width - width % downscale, height - height % downscale, downscale)
-    rgba = _load_images(sub, width, height, downscale, max_workers)
+    cams = src.cameras(c2w[idx], intr[idx], width, height)
+    rgba = _load_images(sub, dataclasses.replace(src, files=[src.files[i] for i in idx]), (height, width), max_workers)
     return SplitData(cameras=cams, rgba=rgba, names=tuple(fr.name for fr in sub))
 
 
@@ -419,13 +481,15 @@ def load_nerfstudio(path: Path | str, downscale: int = 1, splits: Iterable[str] 
 
     Args:
       path: the directory, or its ``transforms.json``.
-      downscale: positive integer; images are cropped to a multiple of it (right and bottom edges) and
-        area-filtered by ``downscale x downscale`` blocks on premultiplied values; intrinsics follow.
+      downscale: positive integer: ``images_<downscale>/`` is read when it holds every frame, else images are
+        cropped to a multiple of it (right and bottom edges) and area-filtered by ``downscale x downscale``
+        blocks on premultiplied values; intrinsics follow the images' size.
       splits: split names to load; a requested split with no frames is absent from ``Scene.splits``.
       max_workers: threads for image decoding (``None``: ThreadPoolExecutor's default).
     Returns:
       :class:`NerfstudioScene` in normalised coordinates (see the module docstring): ``SplitData.rgba``
-      float32 [N, H // downscale, W // downscale, 4] premultiplied (masks applied), cameras with per-frame
+      float32 [N, H // downscale, W // downscale, 4] (or the ``images_N/`` size) premultiplied (masks applied),
+      cameras with per-frame
       intrinsics and OpenCV distortion (None when every coefficient is 0), ``names`` the image paths relative
       to the directory; ``file_to_scene`` the normalising similarity; ``source = str(directory)``.
     Raises:
@@ -447,7 +511,8 @@ def load_nerfstudio(path: Path | str, downscale: int = 1, splits: Iterable[str] 
     c2w, centre, scale, file_to_scene = _normalised_poses(frames)
     near, far, aabb = _bounds(meta, json_path, c2w, centre, scale)
     assignment = _assign_splits(root, meta, frames, skipped, json_path)
-    loaded = {split: _load_split(frames, assignment[split], c2w, intr, width, height, ds, max_workers)
+    src = _image_source(root, frames, width, height, ds)
+    loaded = {split: _load_split(frames, assignment[split], c2w, intr, width, height, src, max_workers)
               for split in names if assignment.get(split)}
     if not loaded:
         raise InputError(f"none of the requested splits {list(names)} has frames (found: "
