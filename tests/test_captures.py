@@ -155,3 +155,109 @@ def test_nerfstudio_images_n_with_a_full_size_mask_and_a_wrong_size(tmp_path):
     iio.imwrite(tmp_path / "images_2" / "frame_00001.png", np.full((7, 12, 3), 200, np.uint8))
     with pytest.raises(InputError, match="not the 24x18 of the frames divided by downscale 2"):
         load_nerfstudio(tmp_path, downscale=2)
+
+
+# ----------------------------------------------------------------------------------------- EXIF orientation
+def _exif_jpeg(path: Path, stored: np.ndarray, orientation: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Write ``stored`` (uint8 [H, W, 3]) as a JPEG tagged with an EXIF ``orientation``; returns the decoded
+    (stored, EXIF-transposed) pixels as float32 in [0, 1]."""
+    from PIL import Image, ImageOps
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(path, quality=95, exif=exif.tobytes())
+    with Image.open(path) as im:
+        assert im.getexif().get(0x0112) == orientation
+        return np.asarray(im, np.float32) / 255, np.asarray(ImageOps.exif_transpose(im), np.float32) / 255
+
+
+def _blocks(w: int, h: int, seed: int) -> np.ndarray:
+    """uint8 [h, w, 3] of 4x4 blocks of random colour (JPEG keeps them apart)."""
+    rng = np.random.default_rng(seed)
+    return np.kron(rng.integers(0, 256, (h // 4, w // 4, 3)), np.ones((4, 4, 1))).astype(np.uint8)
+
+
+@pytest.mark.parametrize("json_size, oriented", [((16, 8), False), ((8, 16), True), (None, False)])
+def test_nerfstudio_exif_orientation_follows_w_h(tmp_path, json_size, oriented):
+    """w/h of the stored size (COLMAP's), or none: stored pixels; w/h of the rotated size only: EXIF-turned."""
+    poses = _ring(3)
+    frames, expect = [], {}
+    (tmp_path / "images").mkdir()
+    for i in range(3):
+        stored, turned = _exif_jpeg(tmp_path / "images" / f"IMG_{i}.JPG", _blocks(16, 8, i))
+        expect[f"images/IMG_{i}.JPG"] = turned if oriented else stored
+        frames.append({"file_path": f"images/IMG_{i}.JPG", "transform_matrix": poses[i].tolist()})
+    meta = {"fl_x": 9.0, "frames": frames}
+    if json_size:
+        meta.update(w=json_size[0], h=json_size[1])
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    scene = load_nerfstudio(tmp_path)
+    for split in scene.splits.values():
+        assert (split.cameras.width, split.cameras.height) == (json_size or (16, 8))
+        for name, rgba in zip(split.names, split.rgba):
+            np.testing.assert_allclose(rgba[..., :3], expect[name], atol=1e-6)
+
+
+def test_colmap_import_keeps_stored_pixels_of_exif_jpegs(tmp_path):
+    """COLMAP ignores EXIF orientation: an imported model's w/h are the stored size and so are the pixels."""
+    from nerfkit.data.colmap import import_colmap_model
+    from .test_colmap import _write_text_model
+
+    _write_text_model(tmp_path / "sparse", tmp_path / "imgs")  # 64x48 PNGs img_0.png ...
+    stored = {}
+    for i in range(3):
+        png = tmp_path / "imgs" / f"img_{i}.png"
+        png.unlink()
+        # a JPEG under the .png name the model uses (PIL reads by content), tagged "rotate 90 degrees"
+        stored[f"images/img_{i}.png"], _ = _exif_jpeg(png, _blocks(64, 48, i), orientation=8)
+    import_colmap_model(tmp_path / "sparse", tmp_path / "imgs", tmp_path / "out")
+    meta = json.loads((tmp_path / "out" / "transforms.json").read_text())
+    assert (meta["w"], meta["h"]) == (64, 48)
+    scene = load_nerfstudio(tmp_path / "out")
+    for split in scene.splits.values():
+        for name, rgba in zip(split.names, split.rgba):
+            np.testing.assert_allclose(rgba[..., :3], stored[name], atol=1e-6)
+
+
+@pytest.mark.parametrize("hw, oriented", [((8, 16), False), ((16, 8), True)])
+def test_llff_exif_orientation_follows_the_poses_and_upper_case_extensions(tmp_path, hw, oriented):
+    from nerfkit.data import llff
+
+    (tmp_path / "images").mkdir()
+    expect = []
+    for i, ext in enumerate([".JPG", ".JPEG", ".jpg"] * 3):
+        stored, turned = _exif_jpeg(tmp_path / "images" / f"IMG_{i}{ext}", _blocks(16, 8, i))
+        expect.append(turned if oriented else stored)
+    c2w = np.stack([np.concatenate([np.eye(3), [[0.1 * i], [0.0], [0.0]]], 1) for i in range(9)])
+    llff.write_poses_bounds(tmp_path / "poses_bounds.npy", c2w, (*hw, 12.0), np.tile([2.0, 8.0], (9, 1)))
+    scene = load_scene(tmp_path)
+    split = scene.splits["train"]
+    assert len(split) == 7 and (split.cameras.width, split.cameras.height) == hw[::-1]
+    for name, rgba in zip(split.names, split.rgba):
+        np.testing.assert_allclose(rgba[..., :3], expect[int(Path(name).stem[4:])], atol=1e-6)
+
+
+def test_blender_exif_orientation_and_upper_case_png(tmp_path):
+    (tmp_path / "train").mkdir()
+    stored, turned = _exif_jpeg(tmp_path / "train" / "r_0.JPG", _blocks(16, 8, 0))
+    iio.imwrite(tmp_path / "train" / "r_1.PNG", _blocks(8, 16, 1))
+    frames = [{"file_path": f"./train/r_{i}", "transform_matrix": np.eye(4).tolist()} for i in range(2)]
+    (tmp_path / "transforms_train.json").write_text(json.dumps({"fl_x": 9.0, "w": 8, "h": 16, "frames": frames}))
+    split = load_scene(tmp_path).splits["train"]
+    assert split.names == ("train/r_0.JPG", "train/r_1.PNG")
+    np.testing.assert_allclose(split.rgba[0, ..., :3], turned, atol=1e-6)
+    np.testing.assert_allclose(split.rgba[1, ..., :3], _blocks(8, 16, 1) / 255, atol=1e-6)
+
+
+def test_colmap_inputs_accept_upper_case_extensions(tmp_path):
+    from nerfkit.data import colmap
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    for name in ("A.JPG", "b.PNG", "c.JPEG", "d.jpg", "notes.TXT"):
+        (src / name).write_bytes(b"")
+    for name in ("A.JPG", "b.PNG", "c.JPEG", "d.jpg"):
+        iio.imwrite(src / name, _blocks(8, 8, 0), extension=".png" if name.endswith("PNG") else ".jpg")
+    names = colmap._input_images(src, tmp_path / "out" / "images", False, None, print)
+    assert names == ["A.JPG", "b.PNG", "c.JPEG", "d.jpg"]
+    assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == names

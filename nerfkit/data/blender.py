@@ -24,6 +24,9 @@ Each ``transforms_{split}.json`` holds::
 Frames whose image file is missing are skipped with one warning line on stderr (how many, the first few names,
 the JSON file), as Instant-NGP does; a split none of whose images exists is an error.
 
+Images are read as stored (ignoring an EXIF orientation tag, as COLMAP and Instant-NGP do) unless ``w``/``h``
+match only the EXIF-oriented size; see :mod:`nerfkit.data.images`.
+
 Scene-level values (``near``, ``far``, ``aabb``) are read from ``transforms_train.json``; Blender defaults are
 near = 2, far = 6 and the box [-1.5, 1.5]^3.
 """
@@ -42,7 +45,7 @@ from nerfkit.data.common import (DEFAULT_SPLITS, IMAGE_SUFFIXES_ANY_CASE, INTRIN
                                  check_downscale, check_splits, find_image, frame_values, intrinsics_cameras,
                                  json_frames, json_matrix, json_number, json_string, read_aabb, read_intrinsics,
                                  read_json, read_size, relative_name, report_missing, require)
-from nerfkit.data.images import area_downscale, read_rgba, run_in_order
+from nerfkit.data.images import area_downscale, read_rgba, read_rgba_fitting, run_in_order
 
 BLENDER_NEAR = 2.0
 BLENDER_FAR = 6.0
@@ -127,8 +130,8 @@ def _load_split(root: Path, split: str, downscale: int, max_workers: int | None)
     rgba = np.empty((n, h0 // downscale, w0 // downscale, 4), np.float32)
 
     def load(i: int, img: np.ndarray | None = None) -> None:
-        if img is None:
-            img = read_rgba(frames[i].image)
+        if img is None:  # stored pixels, EXIF-oriented only when that alone gives the size (images.py)
+            img = read_rgba_fitting(frames[i].image, lambda w, h: (w, h) == (w0, h0))
         if img.shape[:2] != (h0, w0):
             raise InputError(f"image size {img.shape[1]}x{img.shape[0]} differs from the expected {w0}x{h0} "
                              f"(from {size_origin})", frames[i].image)

@@ -16,7 +16,8 @@ What :func:`load_llff` does, step by step as the original NeRF ``load_llff_data`
 
 1. rotation columns to the OpenGL/Blender order (right, up, backwards): ``[c1, -c0, c2]``;
 2. images from ``images_F/`` or area-downscaled from ``images/``; the focal length is rescaled to the
-   actual image size and the principal point is the image centre;
+   actual image size and the principal point is the image centre. Pixels are read as stored (COLMAP, which
+   made the poses, ignores EXIF orientation) unless only the EXIF-oriented image has the poses' aspect ratio;
 3. rescale the world so the closest bound is ``1 / 0.75`` (``bd_factor`` 0.75): translations and bounds
    times ``1 / (0.75 * bounds.min())``;
 4. recentre: the average pose (:func:`nerfkit.camera_paths.average_pose`) becomes the identity;
@@ -42,7 +43,7 @@ from nerfkit.errors import InputError
 from nerfkit.types import Cameras, Scene, SplitData
 from nerfkit.data.common import (DEFAULT_SPLITS, HOLDOUT, IMAGE_SUFFIXES, check_dataset_dir, check_downscale,
                                  holdout_split, list_images, rotation_problem, split_names)
-from nerfkit.data.images import area_downscale, read_rgba, run_in_order
+from nerfkit.data.images import area_downscale, read_rgba_fitting, run_in_order
 
 POSES_BOUNDS = "poses_bounds.npy"
 BD_FACTOR = 0.75   # the closest bound becomes 1 / BD_FACTOR after rescaling
@@ -159,9 +160,13 @@ def _image_source(root: Path, downscale: int) -> tuple[Path, int]:
     raise InputError(f"missing the images/ directory{hint}", root / "images", "images")
 
 
-def _read_images(files: list[Path], factor: int, max_workers: int | None) -> np.ndarray:
-    """float32 [N, H, W, 4] premultiplied, every image area-downscaled by ``factor``; sizes must agree."""
-    first = read_rgba(files[0])
+def _read_images(files: list[Path], factor: int, aspect: float, max_workers: int | None) -> np.ndarray:
+    """float32 [N, H, W, 4] premultiplied, every image area-downscaled by ``factor``; sizes must agree. The
+    stored pixels, or the EXIF-oriented ones when only those have the poses' ``aspect`` (width / height)."""
+    def fits(w: int, h: int) -> bool:
+        return abs(w - aspect * h) <= max(1.0, 0.01 * w)
+
+    first = read_rgba_fitting(files[0], fits)
     h0, w0 = first.shape[:2]
     if h0 % factor or w0 % factor:
         raise InputError(f"image size {w0}x{h0} is not divisible by downscale {factor} (images_{factor}/ does "
@@ -169,7 +174,7 @@ def _read_images(files: list[Path], factor: int, max_workers: int | None) -> np.
     out = np.empty((len(files), h0 // factor, w0 // factor, 4), np.float32)
 
     def load(i: int, img: np.ndarray | None = None) -> None:
-        img = read_rgba(files[i]) if img is None else img
+        img = read_rgba_fitting(files[i], fits) if img is None else img
         if img.shape[:2] != (h0, w0):
             raise InputError(f"image size {img.shape[1]}x{img.shape[0]} differs from {files[0].name}'s {w0}x{h0} "
                              "(all images must share one size)", files[i])
@@ -299,7 +304,7 @@ def load_llff(root: Path | str, downscale: int = 1, splits: Iterable[str] = DEFA
     c2w, bounds = _rescale_and_recenter(c2w, bounds)
     wanted = _holdout_splits(n, names, root)
     order = np.concatenate(list(wanted.values()))
-    rgba = _read_images([files[i] for i in order], factor, max_workers)
+    rgba = _read_images([files[i] for i in order], factor, hwf[0, 1] / hwf[0, 0], max_workers)
     all_cams = _ndc_cameras(c2w, hwf, rgba.shape[1:3], factor, pb_path)
     return Scene(splits=_split_data(root, files, wanted, rgba, all_cams), near=0.0, far=1.0,
                  aabb=ndc_aabb(all_cams), source=str(root), depth_range=(float(bounds.min()), float(bounds.max())))
