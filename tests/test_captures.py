@@ -261,3 +261,56 @@ def test_colmap_inputs_accept_upper_case_extensions(tmp_path):
     names = colmap._input_images(src, tmp_path / "out" / "images", False, None, print)
     assert names == ["A.JPG", "b.PNG", "c.JPEG", "d.jpg"]
     assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == names
+
+
+# ------------------------------------------------------------------------------------------- up vector
+def _rot(axis, degrees: float) -> np.ndarray:
+    """float64 [3, 3] rotation about ``axis`` by ``degrees`` (Rodrigues)."""
+    k = np.asarray(axis, np.float64) / np.linalg.norm(axis)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    a = np.radians(degrees)
+    return np.eye(3) + np.sin(a) * kx + (1 - np.cos(a)) * kx @ kx
+
+
+TILT = _rot((1.0, 0.4, -0.2), 35.0)       # the file's world is the level world turned by this
+TILT_CENTRE = np.array([2.0, -1.0, 0.5])  # ... and moved here
+
+
+def _tilt(c2w_level: np.ndarray) -> np.ndarray:
+    out = c2w_level.copy()
+    out[:, :3, :3] = TILT @ c2w_level[:, :3, :3]
+    out[:, :3, 3] = c2w_level[:, :3, 3] @ TILT.T + TILT_CENTRE
+    return out
+
+
+def _angle_to_z(v: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip(v[2] / np.linalg.norm(v), -1, 1))))
+
+
+def _check_level(c2w: np.ndarray, file_to_scene: np.ndarray, radius: float) -> None:
+    """The cameras' mean up is +z within a degree, the file's content lies level around the origin and an
+    orbit of the cameras is a level ring with level cameras."""
+    from nerfkit.camera_paths import orbit_path
+
+    assert _angle_to_z(c2w[:, :, 1].mean(axis=0)) < 1.0
+    s = np.cbrt(np.linalg.det(file_to_scene[:3, :3]))
+    np.testing.assert_allclose(s, 1.0 / radius, rtol=1e-4)
+    # content: a level-world point p sits at TILT p + TILT_CENTRE in the file, and must be at s Rz p in the
+    # scene, Rz a turn about z (the levelling fixes the up direction, not the azimuth): level again
+    level_to_scene = file_to_scene[:3, :3] @ TILT / s
+    np.testing.assert_allclose(level_to_scene[2], [0, 0, 1], atol=0.02)
+    np.testing.assert_allclose(level_to_scene[:, 2], [0, 0, 1], atol=0.02)
+    np.testing.assert_allclose(file_to_scene[:3, :3] @ TILT_CENTRE + file_to_scene[:3, 3], 0, atol=1e-3)
+    orbit = orbit_path(c2w, n_frames=12)
+    np.testing.assert_allclose(orbit[:, 2, 3], orbit[0, 2, 3], atol=1e-5)     # the ring is level
+    np.testing.assert_allclose(orbit[:, 2, 0], 0.0, atol=1e-5)                # cameras' x axes horizontal
+    assert np.all(orbit[:, 2, 1] > 0.5)                                       # and upright
+
+
+def test_nerfstudio_capture_is_levelled(tmp_path):
+    level = _ring(16, radius=3.0, elevation=20.0)
+    _write_ns(tmp_path, n=16, size=(8, 6), poses=_tilt(level))
+    scene = load_nerfstudio(tmp_path)
+    c2w = np.concatenate([s.cameras.c2w for s in scene.splits.values()]).astype(np.float64)
+    assert _angle_to_z(_tilt(level)[:, :3, 1].mean(axis=0)) > 30   # the file's cameras are tilted
+    _check_level(c2w, scene.file_to_scene, radius=3.0)

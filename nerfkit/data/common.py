@@ -14,6 +14,9 @@ What lives here, so that each format module only says what is particular to its 
   ``file_path``, the extension optional) and :func:`report_missing` (frames whose image is missing are
   skipped with one warning line, as Instant-NGP does);
 * the hold-out rule of the LLFF and nerfstudio loaders: ``HOLDOUT`` and :func:`holdout_split`;
+* the world normalisation of real captures (centre at the focus point, farthest camera at radius 1, mean
+  camera up to +z): :func:`normalising_transform` (from :func:`normalisation` and :func:`up_rotation`),
+  :func:`transform_poses`, :func:`box_through` and the scene that records it, :class:`NormalisedScene`;
 * the rotation check of stored poses: ``ROTATION_TOL`` and :func:`rotation_problem`.
 
 Every problem with the input is an :class:`~nerfkit.errors.InputError` naming the file and the field.
@@ -31,9 +34,10 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from nerfkit.camera_paths import focus_point
 from nerfkit.cameras import focal_from_fov
 from nerfkit.errors import InputError
-from nerfkit.types import Cameras
+from nerfkit.types import Cameras, Scene
 
 DEFAULT_SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")   # what the loaders read; compared in lower case
@@ -41,6 +45,8 @@ IMAGE_SUFFIXES_ANY_CASE = IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIX
 SFM_IMAGE_SUFFIXES = IMAGE_SUFFIXES + (".tif", ".tiff", ".bmp")  # photos COLMAP also takes as input
 HOLDOUT = 8               # every HOLDOUT-th view (i % HOLDOUT == 0) is a test view
 ROTATION_TOL = 1e-2       # largest |R^T R - I| entry accepted for a stored rotation
+CAMERA_RADIUS = 1.0       # the farthest camera's distance from the centre after normalisation
+_FOCUS_MAX = 2.0          # the focus point is used only within this many camera spreads of the mean camera
 INTRINSICS_ORDER = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2")   # the columns of intrinsics_cameras' input
 
 
@@ -467,6 +473,110 @@ def holdout_split(n: int, every: int = HOLDOUT) -> tuple[np.ndarray, np.ndarray]
     """
     idx = np.arange(n)
     return idx[idx % every != 0], idx[idx % every == 0]
+
+
+# ------------------------------------------------------------------------------------ world normalisation
+@dataclasses.dataclass(frozen=True)
+class NormalisedScene(Scene):
+    """A :class:`~nerfkit.types.Scene` that also keeps how the file's world was normalised (nerfstudio and
+    COLMAP captures, LLFF 360-degree captures).
+
+    Attributes:
+      file_to_scene: float64 [4, 4] similarity ``[[s R, -s R c], [0, 1]]`` (:func:`normalising_transform`): a
+        point ``x`` in the file's world coordinates is ``s R (x - c)`` in the scene's; camera rotations are
+        ``R`` times the file's, lengths are scaled by ``s``. Map scene results back with its inverse.
+    """
+
+    file_to_scene: np.ndarray | None = None
+
+
+def normalisation(c2w: np.ndarray) -> tuple[np.ndarray, float]:
+    """(centre float64 [3], scale): :func:`normalising_transform`'s ``x -> scale * R (x - centre)`` but ``R``.
+
+    The centre is the point closest to every optical axis when that is well defined and lies within
+    ``_FOCUS_MAX`` camera spreads of the mean camera position (orbits of an object), else the mean camera
+    position (forward-facing or nearly parallel views). The scale puts the farthest camera at
+    ``CAMERA_RADIUS`` from the centre (1 when all cameras sit at the centre).
+
+    Args:
+      c2w: float [N, 3, 4] camera-to-world.
+    """
+    c2w = np.asarray(c2w, np.float64)
+    pos = c2w[:, :3, 3]
+    mean = pos.mean(axis=0)
+    spread = float(np.linalg.norm(pos - mean, axis=1).max())
+    centre = mean
+    if len(c2w) >= 2 and spread > 0:
+        fp = focus_point(c2w)
+        if fp is not None and np.linalg.norm(fp - mean) <= _FOCUS_MAX * spread:
+            centre = fp
+    radius = float(np.linalg.norm(pos - centre, axis=1).max())
+    scale = CAMERA_RADIUS / radius if radius > 1e-12 else 1.0
+    return centre, scale
+
+
+def up_rotation(c2w: np.ndarray) -> np.ndarray:
+    """float64 [3, 3]: the smallest rotation taking the cameras' mean up vector (+y of the OpenGL c2w) to +z.
+
+    The identity when the up vectors cancel out; a half turn about x when they point down -z.
+
+    >>> c2w = np.concatenate([np.eye(3), np.zeros((3, 1))], 1)[None]   # up = +y
+    >>> (up_rotation(c2w) @ [0.0, 1.0, 0.0]).round(6).tolist()
+    [0.0, 0.0, 1.0]
+    """
+    up = np.asarray(c2w, np.float64)[:, :3, 1].mean(axis=0)
+    n = np.linalg.norm(up)
+    if not np.isfinite(n) or n < 1e-8:
+        return np.eye(3)
+    up = up / n
+    c = float(up[2])
+    if c < -1.0 + 1e-9:
+        return np.diag([1.0, -1.0, -1.0])
+    v = np.cross(up, [0.0, 0.0, 1.0])
+    vx = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+    return np.eye(3) + vx + vx @ vx / (1.0 + c)
+
+
+def normalising_transform(c2w: np.ndarray) -> np.ndarray:
+    """float64 [4, 4] similarity ``x -> s R (x - c)`` that levels and normalises a capture's world.
+
+    ``(c, s)`` from :func:`normalisation` (centre at the focus point, farthest camera at ``CAMERA_RADIUS``),
+    ``R`` from :func:`up_rotation` (the mean camera up becomes +z).
+
+    Args:
+      c2w: float [N, 3, 4] camera-to-world (OpenGL convention) in the file's world.
+    """
+    centre, scale = normalisation(c2w)
+    r = up_rotation(c2w)
+    m = np.eye(4)
+    m[:3, :3] = scale * r
+    m[:3, 3] = -scale * (r @ centre)
+    return m
+
+
+def transform_poses(m: np.ndarray, c2w: np.ndarray) -> np.ndarray:
+    """float64 [N, 3, 4]: camera-to-world ``c2w`` in the world a similarity ``m`` [4, 4] maps to (rotations
+    turned by ``m``'s rotation, positions mapped by ``m``).
+
+    >>> m = np.diag([2.0, 2.0, 2.0, 1.0]); m[:3, 3] = 1.0
+    >>> transform_poses(m, np.concatenate([np.eye(3), np.ones((3, 1))], 1)[None])[0, :, 3].tolist()
+    [3.0, 3.0, 3.0]
+    """
+    c2w = np.asarray(c2w, np.float64)
+    s = np.cbrt(np.linalg.det(m[:3, :3]))
+    rot = m[:3, :3] / s
+    return np.concatenate([rot @ c2w[:, :3, :3], (c2w[:, :3, 3] @ m[:3, :3].T + m[:3, 3])[..., None]], axis=-1)
+
+
+def box_through(m: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """float64 [2, 3]: the axis-aligned box holding the image of ``box`` [2, 3] under the affine map ``m``.
+
+    >>> box_through(np.eye(4), np.array([[0.0, 0, 0], [1, 2, 3]])).tolist()
+    [[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]]
+    """
+    corners = np.stack(np.meshgrid(*np.asarray(box, np.float64).T, indexing="ij"), -1).reshape(-1, 3)
+    pts = corners @ m[:3, :3].T + m[:3, 3]
+    return np.stack([pts.min(axis=0), pts.max(axis=0)])
 
 
 # -------------------------------------------------------------------------------------------- rotations

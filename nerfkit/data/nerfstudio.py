@@ -35,15 +35,17 @@ What :func:`load_nerfstudio` does:
    distortion may differ per frame.
 2. Splits: ``{train,val,test}_filenames`` when any of them is present (a split without a list is absent);
    otherwise every ``HOLDOUT``-th frame (``i % 8 == 0`` in sorted order) is ``test`` and the rest ``train``.
-3. Scene normalisation (a similarity, computed from *all* frames so every split and every command agree):
-   the centre ``c`` is the point closest to all optical axes
-   (:func:`nerfkit.camera_paths.focus_point`), or the mean camera position when the axes are nearly parallel
-   or meet far from the cameras; the scale ``s`` puts the farthest camera at ``CAMERA_RADIUS`` = 1 from it.
-   A file point ``x`` becomes ``s * (x - c)``; the rotation is unchanged. The matrix is kept in
-   :attr:`NerfstudioScene.file_to_scene`.
+3. Scene normalisation (a similarity, computed from *all* frames so every split and every command agree;
+   :func:`~nerfkit.data.common.normalising_transform`): the centre ``c`` is the point closest to all optical
+   axes (:func:`nerfkit.camera_paths.focus_point`), or the mean camera position when the axes are nearly
+   parallel or meet far from the cameras; the scale ``s`` puts the farthest camera at ``CAMERA_RADIUS`` = 1
+   from it; the rotation ``R`` (nerfstudio's ``"up"`` orientation) turns the mean camera up vector (+y of
+   the OpenGL c2w) to +z, so orbits, spirals and exports are level. A file point ``x`` becomes
+   ``s R (x - c)``; the matrix is kept in :attr:`~nerfkit.data.common.NormalisedScene.file_to_scene`.
 4. The scene box: the file's ``aabb`` if given; else Instant-NGP's box for ``aabb_scale`` (its unit cube is
    ``[-0.5, 0.5]^3 / scale`` around ``offset``, so ``aabb_scale = 1`` with the default ``scale`` 0.33 is
-   ``[-1.5, 1.5]^3`` in the file's units, the NeRF-synthetic box), mapped through the similarity; else the
+   ``[-1.5, 1.5]^3`` in the file's units, the NeRF-synthetic box), as the scene box holding the similarity's
+   image of it (rotated, a box grows: up to sqrt(3) per axis at 45 degrees); else the
    cube of half-size ``DEFAULT_BOX_HALF`` = 1.5 around the centre (it holds every camera and content out to
    1.5 times the camera distance). ``near``/``far`` from the file (times ``s``), else automatic: ``near`` is
    the closest any camera comes to the box (at least ``MIN_NEAR``), ``far`` the farthest box corner from any
@@ -80,39 +82,28 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from nerfkit.camera_paths import focus_point
 from nerfkit.errors import InputError
-from nerfkit.types import Cameras, Scene, SplitData
-from nerfkit.data.common import (DEFAULT_SPLITS, HOLDOUT, IMAGE_SUFFIXES, IMAGE_SUFFIXES_ANY_CASE, INTRINSICS_ORDER,
-                                 check_dataset_dir, check_downscale, check_splits, find_image, frame_values,
-                                 has_image_suffix, holdout_split, intrinsics_cameras, json_frames, json_matrix,
-                                 json_number, json_string, read_aabb, read_intrinsics, read_json, read_size,
-                                 relative_name, report_missing, require, resize_cameras, rotation_problem)
+from nerfkit.types import Cameras, SplitData
+from nerfkit.data.common import (CAMERA_RADIUS, DEFAULT_SPLITS, HOLDOUT, IMAGE_SUFFIXES, IMAGE_SUFFIXES_ANY_CASE,
+                                 INTRINSICS_ORDER, NormalisedScene, box_through, check_dataset_dir, check_downscale,
+                                 check_splits, find_image, frame_values, has_image_suffix, holdout_split,
+                                 intrinsics_cameras, json_frames, json_matrix, json_number, json_string,
+                                 normalisation, normalising_transform, read_aabb, read_intrinsics, read_json,
+                                 read_size, relative_name, report_missing, require, resize_cameras, rotation_problem,
+                                 transform_poses)
 from nerfkit.data.images import area_downscale, image_size_fitting, read_raw, read_rgba_fitting, run_in_order
 
 TRANSFORMS = "transforms.json"
-CAMERA_RADIUS = 1.0           # the farthest camera's distance from the centre after normalisation
 DEFAULT_BOX_HALF = 1.5        # default scene box half-size, in normalised units
 MIN_NEAR = 0.01               # automatic near never below this (normalised units)
 SUPPORTED_MODELS = ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV")
 _NGP_SCALE, _NGP_OFFSET = 0.33, (0.5, 0.5, 0.5)   # Instant-NGP's defaults for "scale" and "offset"
-_FOCUS_MAX = 2.0              # the focus point is used only within this many camera spreads of the mean camera
 _FRAME_KEYS = ("camera_model", "fl_x", "fl_y", "cx", "cy", "w", "h", "k1", "k2", "k3", "k4", "p1", "p2",
                "camera_angle_x", "camera_angle_y")
 _SPLIT_KEYS = {"train": "train_filenames", "val": "val_filenames", "test": "test_filenames"}
 
 
-@dataclasses.dataclass(frozen=True)
-class NerfstudioScene(Scene):
-    """A :class:`~nerfkit.types.Scene` that also keeps how the file's world was normalised.
-
-    Attributes:
-      file_to_scene: float64 [4, 4] similarity ``[[s I, -s c], [0, 1]]``: a point ``x`` in the file's world
-        coordinates is ``s * (x - c)`` in the scene's. Camera rotations are unchanged; camera centres and
-        lengths are scaled by ``s``. Map scene results back with its inverse.
-    """
-
-    file_to_scene: np.ndarray | None = None
+NerfstudioScene = NormalisedScene   # what load_nerfstudio returns (the class is shared with the LLFF loader)
 
 
 def is_nerfstudio_dir(path: Path | str) -> bool:
@@ -291,31 +282,6 @@ def _assign_splits(root: Path, meta: dict, frames: list[_Frame], skipped: list[s
 
 
 # --------------------------------------------------------------------------------------------- normalising
-def normalisation(c2w: np.ndarray) -> tuple[np.ndarray, float]:
-    """(centre float64 [3], scale): the similarity ``x -> scale * (x - centre)`` used by :func:`load_nerfstudio`.
-
-    The centre is the point closest to every optical axis when that is well defined and lies within
-    ``_FOCUS_MAX`` camera spreads of the mean camera position (orbits of an object), else the mean camera
-    position (forward-facing or nearly parallel views). The scale puts the farthest camera at
-    ``CAMERA_RADIUS`` from the centre (1 when all cameras sit at the centre).
-
-    Args:
-      c2w: float [N, 3, 4] camera-to-world.
-    """
-    c2w = np.asarray(c2w, np.float64)
-    pos = c2w[:, :3, 3]
-    mean = pos.mean(axis=0)
-    spread = float(np.linalg.norm(pos - mean, axis=1).max())
-    centre = mean
-    if len(c2w) >= 2 and spread > 0:
-        fp = focus_point(c2w)
-        if fp is not None and np.linalg.norm(fp - mean) <= _FOCUS_MAX * spread:
-            centre = fp
-    radius = float(np.linalg.norm(pos - centre, axis=1).max())
-    scale = CAMERA_RADIUS / radius if radius > 1e-12 else 1.0
-    return centre, scale
-
-
 def _ngp_box(meta: dict, json_path: Path) -> np.ndarray:
     """float64 [2, 3] Instant-NGP's scene box for ``aabb_scale``, in the file's world coordinates.
 
@@ -330,13 +296,14 @@ def _ngp_box(meta: dict, json_path: Path) -> np.ndarray:
     return np.stack([(lo_ngp - offset) / scale, (hi_ngp - offset) / scale])
 
 
-def _bounds(meta: dict, json_path: Path, c2w_scene: np.ndarray, centre: np.ndarray, scale: float
+def _bounds(meta: dict, json_path: Path, c2w_scene: np.ndarray, file_to_scene: np.ndarray
             ) -> tuple[float, float, np.ndarray]:
-    """(near, far, aabb float32 [2, 3]) in scene units."""
+    """(near, far, aabb float32 [2, 3]) in scene units; a box of the file is the scene box holding it."""
+    scale = float(np.cbrt(np.linalg.det(file_to_scene[:3, :3])))
     if "aabb" in meta:
-        box = scale * (read_aabb(meta["aabb"], json_path) - centre)
+        box = box_through(file_to_scene, read_aabb(meta["aabb"], json_path))
     elif "aabb_scale" in meta:
-        box = scale * (_ngp_box(meta, json_path) - centre)
+        box = box_through(file_to_scene, _ngp_box(meta, json_path))
     else:
         box = np.array([[-DEFAULT_BOX_HALF] * 3, [DEFAULT_BOX_HALF] * 3])
     pos = c2w_scene[:, :3, 3]
@@ -454,18 +421,6 @@ def _dataset_root(path: Path | str) -> Path:
     return check_dataset_dir(p, f"a directory holding {TRANSFORMS}")
 
 
-def _normalised_poses(frames: list[_Frame]) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
-    """Step 3: (c2w float64 [N, 3, 4] in scene units, centre, scale, file_to_scene float64 [4, 4])."""
-    c2w_file = np.stack([fr.c2w for fr in frames])
-    centre, scale = normalisation(c2w_file)
-    c2w = c2w_file.copy()
-    c2w[:, :, 3] = scale * (c2w_file[:, :, 3] - centre)
-    file_to_scene = np.eye(4)
-    file_to_scene[:3, :3] *= scale
-    file_to_scene[:3, 3] = -scale * centre
-    return c2w, centre, scale, file_to_scene
-
-
 def _load_split(frames: list[_Frame], idx: list[int], c2w: np.ndarray, intr: np.ndarray, width: int, height: int,
                 src: _Source, max_workers: int | None) -> SplitData:
     """The frames ``idx`` (indices into the sorted frames) as one split: cameras and images from ``src``."""
@@ -476,7 +431,7 @@ def _load_split(frames: list[_Frame], idx: list[int], c2w: np.ndarray, intr: np.
 
 
 def load_nerfstudio(path: Path | str, downscale: int = 1, splits: Iterable[str] = DEFAULT_SPLITS,
-                    max_workers: int | None = None) -> NerfstudioScene:
+                    max_workers: int | None = None) -> NormalisedScene:
     """Load a nerfstudio / Instant-NGP capture (a directory holding ``transforms.json``, or that file).
 
     Args:
@@ -487,7 +442,8 @@ def load_nerfstudio(path: Path | str, downscale: int = 1, splits: Iterable[str] 
       splits: split names to load; a requested split with no frames is absent from ``Scene.splits``.
       max_workers: threads for image decoding (``None``: ThreadPoolExecutor's default).
     Returns:
-      :class:`NerfstudioScene` in normalised coordinates (see the module docstring): ``SplitData.rgba``
+      :class:`~nerfkit.data.common.NormalisedScene` in normalised coordinates (see the module docstring):
+      ``SplitData.rgba``
       float32 [N, H // downscale, W // downscale, 4] (or the ``images_N/`` size) premultiplied (masks applied),
       cameras with per-frame
       intrinsics and OpenCV distortion (None when every coefficient is 0), ``names`` the image paths relative
@@ -508,8 +464,10 @@ def load_nerfstudio(path: Path | str, downscale: int = 1, splits: Iterable[str] 
         raise InputError(f"image size {width}x{height} is smaller than downscale {ds}", frames[0].image, "downscale")
 
     intr = np.array([_intrinsics(fr, width, height, json_path) for fr in frames], np.float64)
-    c2w, centre, scale, file_to_scene = _normalised_poses(frames)
-    near, far, aabb = _bounds(meta, json_path, c2w, centre, scale)
+    c2w_file = np.stack([fr.c2w for fr in frames])
+    file_to_scene = normalising_transform(c2w_file)
+    c2w = transform_poses(file_to_scene, c2w_file)
+    near, far, aabb = _bounds(meta, json_path, c2w, file_to_scene)
     assignment = _assign_splits(root, meta, frames, skipped, json_path)
     src = _image_source(root, frames, width, height, ds)
     loaded = {split: _load_split(frames, assignment[split], c2w, intr, width, height, src, max_workers)
@@ -517,7 +475,7 @@ def load_nerfstudio(path: Path | str, downscale: int = 1, splits: Iterable[str] 
     if not loaded:
         raise InputError(f"none of the requested splits {list(names)} has frames (found: "
                          f"{', '.join(f'{s} ({len(i)})' for s, i in assignment.items())})", json_path, "splits")
-    return NerfstudioScene(splits=loaded, near=near, far=far, aabb=aabb, source=str(root),
+    return NormalisedScene(splits=loaded, near=near, far=far, aabb=aabb, source=str(root),
                            file_to_scene=file_to_scene)
 
 
