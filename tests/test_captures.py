@@ -314,3 +314,74 @@ def test_nerfstudio_capture_is_levelled(tmp_path):
     c2w = np.concatenate([s.cameras.c2w for s in scene.splits.values()]).astype(np.float64)
     assert _angle_to_z(_tilt(level)[:, :3, 1].mean(axis=0)) > 30   # the file's cameras are tilted
     _check_level(c2w, scene.file_to_scene, radius=3.0)
+
+
+# ----------------------------------------------------------------------------- LLFF 360 and capture_kind
+def _write_llff(root: Path, c2w: np.ndarray, size=(8, 6), bounds=(0.5, 6.0)) -> None:
+    from nerfkit.data import llff
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    for i in range(len(c2w)):
+        iio.imwrite(root / "images" / f"{i:03d}.png", rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    llff.write_poses_bounds(root / "poses_bounds.npy", c2w[:, :3], (size[1], size[0], 7.0),
+                            np.tile(bounds, (len(c2w), 1)))
+
+
+def _forward_grid(n: int = 9) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    out = np.tile(np.eye(4), (n, 1, 1))
+    out[:, :3, 3] = np.stack([rng.uniform(-0.3, 0.3, n), rng.uniform(-0.2, 0.2, n), np.zeros(n)], 1)
+    return out
+
+
+def test_llff_360_capture_is_world_space_levelled_and_normalised(tmp_path):
+    from nerfkit.data import capture_kind
+
+    level = _ring(16, radius=3.0, elevation=20.0)
+    _write_llff(tmp_path, _tilt(level), bounds=(1.5, 6.0))
+    assert capture_kind(tmp_path) == capture_kind(tmp_path / "poses_bounds.npy") == "360"
+    scene = load_scene(tmp_path)
+    assert scene.depth_range is None and all(s.cameras.ndc_near is None for s in scene.splits.values())
+    c2w = np.concatenate([s.cameras.c2w for s in scene.splits.values()]).astype(np.float64)
+    np.testing.assert_allclose(np.linalg.norm(c2w[:, :, 3], axis=1).max(), 1.0, rtol=1e-5)  # farthest at 1
+    _check_level(c2w, scene.file_to_scene, radius=3.0)
+    np.testing.assert_allclose((scene.near, scene.far), (1.5 / 3.0, 6.0 / 3.0), rtol=1e-4)
+    np.testing.assert_allclose(scene.aabb, [[-1.5] * 3, [1.5] * 3])
+
+
+def test_llff_forward_capture_keeps_ndc(tmp_path):
+    from nerfkit.data import capture_kind
+
+    _write_llff(tmp_path, _forward_grid())
+    assert capture_kind(tmp_path) == "forward"
+    scene = load_scene(tmp_path)
+    assert scene.splits["train"].cameras.ndc_near == 1.0 and scene.depth_range is not None
+
+
+def test_capture_kind_of_nerfstudio_and_blender(tmp_path, tiny_blender_dir):
+    from nerfkit.data import capture_kind
+
+    _write_ns(tmp_path / "ring", n=8, size=(8, 6))
+    _write_ns(tmp_path / "wall", n=8, size=(8, 6), poses=_forward_grid(8))
+    for p in (tmp_path / "ring" / "images").iterdir():   # metadata only: no image is needed
+        p.unlink()
+    assert capture_kind(tmp_path / "ring") == capture_kind(tmp_path / "ring" / "transforms.json") == "360"
+    assert capture_kind(tmp_path / "wall") == "forward"
+    assert capture_kind(tiny_blender_dir) == capture_kind(tiny_blender_dir / "transforms_train.json") == "blender"
+    with pytest.raises(InputError, match="unrecognised dataset format"):
+        capture_kind(tmp_path)
+
+
+@pytest.mark.skipif(not (BIRD / "poses_bounds.npy").is_file(), reason="shared bird capture not present")
+def test_bird_is_360_as_poses_bounds_and_as_a_colmap_import(tmp_path):
+    from nerfkit.data import capture_kind
+    from nerfkit.data.colmap import import_colmap_model
+
+    assert capture_kind(BIRD) == "360"
+    import_colmap_model(BIRD / "sparse" / "0", BIRD / "images", tmp_path / "bird")
+    assert capture_kind(tmp_path / "bird") == "360"
+    scene = load_scene(BIRD, downscale=8, splits=("test",))
+    cams = scene.splits["test"].cameras
+    assert scene.depth_range is None and cams.ndc_near is None and (cams.width, cams.height) == (68, 120)
+    assert _angle_to_z(cams.c2w[:, :, 1].mean(axis=0)) < 15   # the test views' up; all views' up is +z exactly

@@ -17,6 +17,7 @@ What lives here, so that each format module only says what is particular to its 
 * the world normalisation of real captures (centre at the focus point, farthest camera at radius 1, mean
   camera up to +z): :func:`normalising_transform` (from :func:`normalisation` and :func:`up_rotation`),
   :func:`transform_poses`, :func:`box_through` and the scene that records it, :class:`NormalisedScene`;
+  whether the cameras look forward or around: :func:`view_spread_degrees`, :func:`is_360`;
 * the rotation check of stored poses: ``ROTATION_TOL`` and :func:`rotation_problem`.
 
 Every problem with the input is an :class:`~nerfkit.errors.InputError` naming the file and the field.
@@ -46,6 +47,7 @@ SFM_IMAGE_SUFFIXES = IMAGE_SUFFIXES + (".tif", ".tiff", ".bmp")  # photos COLMAP
 HOLDOUT = 8               # every HOLDOUT-th view (i % HOLDOUT == 0) is a test view
 ROTATION_TOL = 1e-2       # largest |R^T R - I| entry accepted for a stored rotation
 CAMERA_RADIUS = 1.0       # the farthest camera's distance from the centre after normalisation
+FORWARD_MAX_DEGREES = 45.0  # a capture whose viewing directions spread further from their mean is 360-degree
 _FOCUS_MAX = 2.0          # the focus point is used only within this many camera spreads of the mean camera
 INTRINSICS_ORDER = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2")   # the columns of intrinsics_cameras' input
 
@@ -513,6 +515,32 @@ def normalisation(c2w: np.ndarray) -> tuple[np.ndarray, float]:
     radius = float(np.linalg.norm(pos - centre, axis=1).max())
     scale = CAMERA_RADIUS / radius if radius > 1e-12 else 1.0
     return centre, scale
+
+
+def view_spread_degrees(c2w: np.ndarray) -> float:
+    """The largest angle (degrees) between a camera's viewing direction (-z of its OpenGL c2w) and the mean one.
+
+    Forward-facing captures stay within a few tens of degrees; cameras around their focus point (360-degree
+    captures, object orbits) reach 90 and beyond.
+
+    >>> ring = np.stack([np.concatenate([[[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]],
+    ...                                  np.zeros((3, 1))], 1) for a in np.radians([0, 90, 180])])
+    >>> round(view_spread_degrees(ring[:1]), 3), round(view_spread_degrees(ring), 3)
+    (0.0, 90.0)
+    """
+    d = -np.asarray(c2w, np.float64)[:, :3, 2]
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    mean = d.mean(axis=0)
+    n = np.linalg.norm(mean)
+    if n < 1e-8:
+        return 180.0
+    return float(np.degrees(np.arccos(np.clip(d @ (mean / n), -1.0, 1.0))).max())
+
+
+def is_360(c2w: np.ndarray) -> bool:
+    """True when the cameras look around rather than forward: :func:`view_spread_degrees` above
+    ``FORWARD_MAX_DEGREES`` (45; beyond it NDC rays, which need every camera facing one way, break down)."""
+    return view_spread_degrees(c2w) > FORWARD_MAX_DEGREES
 
 
 def up_rotation(c2w: np.ndarray) -> np.ndarray:

@@ -171,6 +171,18 @@ def _parse_frames(root: Path, meta: dict, json_path: Path) -> tuple[list[_Frame]
     return out, missing
 
 
+def read_poses(json_path: Path) -> np.ndarray:
+    """float64 [N, 3, 4]: every frame's ``transform_matrix`` of a ``transforms.json`` (OpenGL camera-to-world,
+    the file's world, whether or not the frame's image exists); reads no image."""
+    meta = read_json(json_path)
+    out = []
+    for i, fr in json_frames(meta, json_path):
+        field = f"frames[{i}].transform_matrix"
+        m = require(fr, "transform_matrix", json_path, field)
+        out.append(json_matrix(m, (3, 4) if isinstance(m, list) and len(m) == 3 else (4, 4), json_path, field)[:3])
+    return np.stack(out)
+
+
 def _camera_model(frame: _Frame, json_path: Path) -> str:
     if "camera_model" not in frame.values:
         return "OPENCV"  # nerfstudio's default
