@@ -156,12 +156,16 @@ def test_import_text_model(tmp_path):
     lo, hi = np.asarray(meta["aabb"])
     assert np.all(lo < pts.min(0) + 0.05) and np.all(hi > pts.max(0) - 0.05)
     assert (tmp_path / "out" / "images" / "img_2.png").is_file()
-    # the loader reads it: one camera per image, three views; rotations as in the model
+    # the loader reads it: one camera per image, three views; rotations as in the model, levelled
     scene = load_nerfstudio(tmp_path / "out")
     views = {n: c for s in scene.splits.values() for n, c in zip(s.names, s.cameras.c2w)}
     assert sorted(views) == [f"images/img_{i}.png" for i in range(3)]
+    m = scene.file_to_scene
+    rot = m[:3, :3] / np.cbrt(np.linalg.det(m[:3, :3]))
     for i in range(3):
-        np.testing.assert_allclose(views[f"images/img_{i}.png"][:, :3], c2ws[i][:, :3], atol=1e-6)
+        np.testing.assert_allclose(views[f"images/img_{i}.png"][:, :3], rot @ c2ws[i][:, :3], atol=1e-6)
+    np.testing.assert_allclose(rot @ c2ws[:, :, 1].mean(0) / np.linalg.norm(c2ws[:, :, 1].mean(0)), [0, 0, 1],
+                               atol=1e-6)
 
 
 def test_import_radial_model_becomes_opencv(tmp_path):

@@ -290,9 +290,19 @@ def test_error_transform_matrix_3x3_names_index(tiny_dir):
     _expect_error(tiny_dir, path, "frames[0].transform_matrix", "4x4", "3x3")
 
 
-def test_error_missing_image(tiny_dir):
+def test_missing_image_is_skipped_with_a_warning(tiny_dir, capsys):
     (tiny_dir / "train" / "r_2.png").unlink()
-    _expect_error(tiny_dir, "transforms_train.json", "frames[2].file_path", str(tiny_dir / "train" / "r_2.png"))
+    scene = load_blender(tiny_dir)
+    assert scene.splits["train"].names == ("train/r_0.png", "train/r_1.png") and len(scene.splits["train"].cameras) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "transforms_train.json" in err[0] and "skipped 1 of 3 frames" in err[0]
+    assert "train/r_2" in err[0]
+
+
+def test_error_every_image_of_a_split_missing(tiny_dir):
+    (tiny_dir / "val" / "r_0.png").unlink()
+    (tiny_dir / "val" / "r_1.png").unlink()
+    _expect_error(tiny_dir, "transforms_val.json", "[frames]", "every one of the 2 frames is missing")
 
 
 def test_error_unreadable_image(tiny_dir):

@@ -13,6 +13,7 @@ import pytest
 from nerfkit.cameras import all_rays, focal_from_fov, look_at
 from nerfkit.data.nerfstudio import (CAMERA_RADIUS, DEFAULT_BOX_HALF, HOLDOUT, is_nerfstudio_dir, load_nerfstudio,
                                      normalisation)
+from nerfkit.data.common import box_through
 from nerfkit.errors import InputError
 
 W, H = 24, 18
@@ -189,13 +190,19 @@ def test_normalisation_centres_and_scales(tmp_path):
     along = np.sum(-pos * fwd, axis=1)
     np.testing.assert_allclose(-pos - along[:, None] * fwd, 0, atol=1e-5)
     m = scene.file_to_scene
-    np.testing.assert_allclose(m[:3, :3], np.eye(3) * (CAMERA_RADIUS / 4.0), rtol=1e-6)
+    s = np.cbrt(np.linalg.det(m[:3, :3]))
+    np.testing.assert_allclose(s, CAMERA_RADIUS / 4.0, rtol=1e-6)
+    rot = m[:3, :3] / s  # the levelling rotation: a rotation taking the mean camera up to +z
+    np.testing.assert_allclose(rot.T @ rot, np.eye(3), atol=1e-9)
+    np.testing.assert_allclose(np.linalg.det(rot), 1.0, atol=1e-9)
+    up = raw[:, :3, 1].mean(axis=0)
+    np.testing.assert_allclose(rot @ up / np.linalg.norm(up), [0, 0, 1], atol=1e-9)
     np.testing.assert_allclose(m[:3, :3] @ CENTRE + m[:3, 3], 0, atol=1e-6)
-    # rotations unchanged; positions are file positions through file_to_scene
+    # rotations turned by rot; positions are file positions through file_to_scene
     ref = {f"images/frame_{i:04d}.png": raw[i] for i in range(12)}
     for split in scene.splits.values():
         for name, c in zip(split.names, split.cameras.c2w):
-            np.testing.assert_allclose(c[:, :3], ref[name][:3, :3], atol=1e-6)
+            np.testing.assert_allclose(c[:, :3], rot @ ref[name][:3, :3], atol=1e-6)
             np.testing.assert_allclose(c[:, 3], m[:3, :3] @ ref[name][:3, 3] + m[:3, 3], atol=1e-5)
     np.testing.assert_allclose(scene.aabb, [[-DEFAULT_BOX_HALF] * 3, [DEFAULT_BOX_HALF] * 3])
     assert 0 < scene.near < 0.05  # the cameras are inside the box
@@ -213,14 +220,16 @@ def test_aabb_scale_and_explicit_bounds(tmp_path):
     path = _write_capture(tmp_path, n=10)
     _edit(path, lambda m: m.update(aabb_scale=2))
     scene = load_nerfstudio(tmp_path)
-    s, t = scene.file_to_scene[0, 0], scene.file_to_scene[:3, 3]
-    # Instant-NGP: aabb_scale 2 with the default scale 0.33 and offset 0.5 is [-1/0.33, 1/0.33]^3 in the file
-    np.testing.assert_allclose(scene.aabb, s * np.array([[-1 / 0.33] * 3, [1 / 0.33] * 3]) + t, rtol=1e-5)
+    m = scene.file_to_scene
+    s = np.cbrt(np.linalg.det(m[:3, :3]))
+    # Instant-NGP: aabb_scale 2 with the default scale 0.33 and offset 0.5 is [-1/0.33, 1/0.33]^3 in the file;
+    # the scene box holds its image under file_to_scene (8 corners through the similarity)
+    np.testing.assert_allclose(scene.aabb, box_through(m, np.array([[-1 / 0.33] * 3, [1 / 0.33] * 3])), rtol=1e-5)
     # file centre (5, -2, 3) at radius 4: the box lies around the file origin, away from the cameras
     assert scene.near > 0.05
     _edit(path, lambda m: m.update(aabb=[[4, -3, 2], [6, -1, 4]], near=0.5, far=9.0))
     scene = load_nerfstudio(tmp_path)
-    np.testing.assert_allclose(scene.aabb, s * (np.array([[4, -3, 2], [6, -1, 4]]) - CENTRE), atol=1e-6)
+    np.testing.assert_allclose(scene.aabb, box_through(m, np.array([[4, -3, 2], [6, -1, 4]])), atol=1e-6)
     np.testing.assert_allclose((scene.near, scene.far), (0.5 * s, 9.0 * s), rtol=1e-6)
 
 
@@ -256,17 +265,28 @@ def test_is_nerfstudio_dir(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- errors
-def test_error_missing_image(tmp_path):
-    _write_capture(tmp_path, n=4)
+def test_missing_image_is_skipped_with_a_warning(tmp_path, capsys):
+    path = _write_capture(tmp_path, n=4)
     (tmp_path / "images" / "frame_0002.png").unlink()
-    _expect_error(tmp_path, str(tmp_path / "transforms.json"), "[frames[2].file_path]",
-                  str(tmp_path / "images" / "frame_0002.png"))
+    _edit(path, lambda m: m["frames"][1].update(file_path="images/nope"))  # bare name, nothing matches
+    scene = load_nerfstudio(tmp_path)
+    names = sum((s.names for s in scene.splits.values()), ())
+    assert sorted(names) == ["images/frame_0000.png", "images/frame_0003.png"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "skipped 2 of 4 frames" in err[0] and "images/nope, images/frame_0002.png" in err[0]
 
 
-def test_error_missing_image_without_extension(tmp_path):
-    path = _write_capture(tmp_path, n=3)
-    _edit(path, lambda m: m["frames"][1].update(file_path="images/nope"))
-    _expect_error(tmp_path, "[frames[1].file_path]", "images/nope", ".jpg")
+def test_error_every_image_missing(tmp_path):
+    _write_capture(tmp_path, n=3)
+    for p in (tmp_path / "images").iterdir():
+        p.unlink()
+    _expect_error(tmp_path, str(tmp_path / "transforms.json"), "[frames]", "every one of the 3 frames is missing",
+                  "images/frame_0000.png")
+
+
+def test_error_mask_missing(tmp_path):
+    _write_capture(tmp_path, n=3, frame_extra={1: {"mask_path": "masks/nope"}})
+    _expect_error(tmp_path, "[frames[1].mask_path]", "mask not found", "masks/nope", ".jpg")
 
 
 @pytest.mark.parametrize("model, where", [("OPENCV_FISHEYE", "camera_model"), ("EQUIRECTANGULAR", "camera_model"),

@@ -15,11 +15,17 @@ Each ``transforms_{split}.json`` holds::
       "fl_x", "fl_y", "cx", "cy", "w", "h", "k1", "k2", "p1", "p2",   # optional, Instant-NGP style
       "near", "far", "aabb",             # optional nerfkit extensions (aabb: [[x0,y0,z0],[x1,y1,z1]])
       "frames": [
-        {"file_path": "./train/r_0",     # relative to root, ".png" optional
+        {"file_path": "./train/r_0",     # relative to root; without an extension .png is tried first
          "transform_matrix": [[...4x4 camera-to-world, OpenGL convention...]],
          ... any intrinsics key above, overriding the top-level value for this frame}
       ]
     }
+
+Frames whose image file is missing are skipped with one warning line on stderr (how many, the first few names,
+the JSON file), as Instant-NGP does; a split none of whose images exists is an error.
+
+Images are read as stored (ignoring an EXIF orientation tag, as COLMAP and Instant-NGP do) unless ``w``/``h``
+match only the EXIF-oriented size; see :mod:`nerfkit.data.images`.
 
 Scene-level values (``near``, ``far``, ``aabb``) are read from ``transforms_train.json``; Blender defaults are
 near = 2, far = 6 and the box [-1.5, 1.5]^3.
@@ -35,15 +41,17 @@ import numpy as np
 
 from nerfkit.errors import InputError
 from nerfkit.types import Scene, SplitData
-from nerfkit.data.common import (DEFAULT_SPLITS, INTRINSICS_ORDER, check_dataset_dir, check_downscale, check_splits,
-                                 frame_values, intrinsics_cameras, json_frames, json_matrix, json_number, json_string,
-                                 read_aabb, read_intrinsics, read_json, read_size, relative_name, require)
-from nerfkit.data.images import area_downscale, read_rgba, run_in_order
+from nerfkit.data.common import (DEFAULT_SPLITS, IMAGE_SUFFIXES_ANY_CASE, INTRINSICS_ORDER, check_dataset_dir,
+                                 check_downscale, check_splits, find_image, frame_values, intrinsics_cameras,
+                                 json_frames, json_matrix, json_number, json_string, read_aabb, read_intrinsics,
+                                 read_json, read_size, relative_name, report_missing, require)
+from nerfkit.data.images import area_downscale, read_rgba, read_rgba_fitting, run_in_order
 
 BLENDER_NEAR = 2.0
 BLENDER_FAR = 6.0
 BLENDER_AABB = ((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5))
 
+_DEFAULT_SUFFIXES = (".png",) + tuple(x for x in IMAGE_SUFFIXES_ANY_CASE if x != ".png")  # for a bare file_path
 _INTRINSIC_KEYS = ("camera_angle_x", "camera_angle_y", "fl_x", "fl_y", "cx", "cy", "w", "h", "k1", "k2", "p1", "p2")
 
 
@@ -65,27 +73,23 @@ class _Frame:
     values: dict          # intrinsic key -> (value, field name), per-frame value overriding top level
 
 
-def _resolve_image(root: Path, file_path: str, json_path: Path, field: str) -> Path:
-    candidates = [root / file_path]
-    if not file_path.lower().endswith(".png"):
-        candidates.append(root / (file_path + ".png"))
-    for c in candidates:
-        if c.is_file():
-            return c
-    tried = " or ".join(str(c) for c in candidates)
-    raise InputError(f"image not found: {tried}", json_path, field)
-
-
 def _parse_frames(root: Path, meta: dict, json_path: Path) -> list[_Frame]:
-    out = []
+    """The frames whose image exists, in file order; the others are skipped with one warning
+    (:func:`~nerfkit.data.common.report_missing`), and none left is an ``InputError``."""
+    out, missing, total = [], [], 0
     for i, fr in json_frames(meta, json_path):
         where = f"frames[{i}]"
         fp_field, m_field = f"{where}.file_path", f"{where}.transform_matrix"
         fp = json_string(require(fr, "file_path", json_path, fp_field), json_path, fp_field)
         m = json_matrix(require(fr, "transform_matrix", json_path, m_field), (4, 4), json_path, m_field)
-        image = _resolve_image(root, fp, json_path, fp_field)
+        total += 1
+        image = find_image(root, fp, _DEFAULT_SUFFIXES)
+        if image is None:
+            missing.append(fp)
+            continue
         out.append(_Frame(image=image, name=relative_name(image, root), c2w=m[:3, :4],
                           values=frame_values(meta, fr, _INTRINSIC_KEYS, where)))
+    report_missing(json_path, missing, total)
     return out
 
 
@@ -126,8 +130,8 @@ def _load_split(root: Path, split: str, downscale: int, max_workers: int | None)
     rgba = np.empty((n, h0 // downscale, w0 // downscale, 4), np.float32)
 
     def load(i: int, img: np.ndarray | None = None) -> None:
-        if img is None:
-            img = read_rgba(frames[i].image)
+        if img is None:  # stored pixels, EXIF-oriented only when that alone gives the size (images.py)
+            img = read_rgba_fitting(frames[i].image, lambda w, h: (w, h) == (w0, h0))
         if img.shape[:2] != (h0, w0):
             raise InputError(f"image size {img.shape[1]}x{img.shape[0]} differs from the expected {w0}x{h0} "
                              f"(from {size_origin})", frames[i].image)

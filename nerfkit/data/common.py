@@ -8,10 +8,16 @@ What lives here, so that each format module only says what is particular to its 
   :func:`json_string`, :func:`require` and :func:`json_frames`, plus the per-frame value lookup
   :func:`frame_values` and :func:`read_size`, :func:`read_aabb`;
 * intrinsics: :func:`read_intrinsics` (Instant-NGP / nerfstudio keys), :func:`fov_focal`,
-  :func:`fov_from_focal` and :func:`intrinsics_cameras`;
+  :func:`fov_from_focal`, :func:`intrinsics_cameras` and :func:`resize_cameras`;
 * image files: ``IMAGE_SUFFIXES`` (the one list of the suffixes the loaders read, compared case-insensitively),
-  :func:`has_image_suffix`, :func:`list_images`, :func:`relative_name`;
+  :func:`has_image_suffix`, :func:`list_images`, :func:`relative_name`, :func:`find_image` (a frame's
+  ``file_path``, the extension optional) and :func:`report_missing` (frames whose image is missing are
+  skipped with one warning line, as Instant-NGP does);
 * the hold-out rule of the LLFF and nerfstudio loaders: ``HOLDOUT`` and :func:`holdout_split`;
+* the world normalisation of real captures (centre at the focus point, farthest camera at radius 1, mean
+  camera up to +z): :func:`normalising_transform` (from :func:`normalisation` and :func:`up_rotation`),
+  :func:`transform_poses`, :func:`box_through` and the scene that records it, :class:`NormalisedScene`;
+  whether the cameras look forward or around: :func:`view_spread_degrees`, :func:`is_360`;
 * the rotation check of stored poses: ``ROTATION_TOL`` and :func:`rotation_problem`.
 
 Every problem with the input is an :class:`~nerfkit.errors.InputError` naming the file and the field.
@@ -19,17 +25,20 @@ Every problem with the input is an :class:`~nerfkit.errors.InputError` naming th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import operator
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from nerfkit.camera_paths import focus_point
 from nerfkit.cameras import focal_from_fov
 from nerfkit.errors import InputError
-from nerfkit.types import Cameras
+from nerfkit.types import Cameras, Scene
 
 DEFAULT_SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")   # what the loaders read; compared in lower case
@@ -37,6 +46,9 @@ IMAGE_SUFFIXES_ANY_CASE = IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIX
 SFM_IMAGE_SUFFIXES = IMAGE_SUFFIXES + (".tif", ".tiff", ".bmp")  # photos COLMAP also takes as input
 HOLDOUT = 8               # every HOLDOUT-th view (i % HOLDOUT == 0) is a test view
 ROTATION_TOL = 1e-2       # largest |R^T R - I| entry accepted for a stored rotation
+CAMERA_RADIUS = 1.0       # the farthest camera's distance from the centre after normalisation
+FORWARD_MAX_DEGREES = 45.0  # a capture whose viewing directions spread further from their mean is 360-degree
+_FOCUS_MAX = 2.0          # the focus point is used only within this many camera spreads of the mean camera
 INTRINSICS_ORDER = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2")   # the columns of intrinsics_cameras' input
 
 
@@ -365,6 +377,15 @@ def intrinsics_cameras(c2w: np.ndarray, intr: np.ndarray, width: int, height: in
     return cams
 
 
+def resize_cameras(cams: Cameras, width: int, height: int) -> Cameras:
+    """The cameras for their images resized to ``width`` x ``height`` (each axis's intrinsics scaled by its
+    own ratio: a folder of downscaled copies need not be an exact fraction of the size)."""
+    sx, sy = width / cams.width, height / cams.height
+    return dataclasses.replace(cams, fx=cams.fx * np.float32(sx), fy=cams.fy * np.float32(sy),
+                               cx=cams.cx * np.float32(sx), cy=cams.cy * np.float32(sy), width=int(width),
+                               height=int(height))
+
+
 # --------------------------------------------------------------------------------------------- images
 def has_image_suffix(name: Path | str, suffixes: Iterable[str] = IMAGE_SUFFIXES) -> bool:
     """True if ``name`` ends in one of ``suffixes`` (lower case), compared case-insensitively.
@@ -403,6 +424,41 @@ def relative_name(path: Path, root: Path) -> str:
         return str(path)
 
 
+def find_image(root: Path, file_path: str, default_suffixes: Iterable[str] = IMAGE_SUFFIXES_ANY_CASE) -> Path | None:
+    """The file a frame's ``file_path`` names (relative to ``root``), or None when there is none.
+
+    ``root / file_path`` itself when it is a file; else, when ``file_path`` has no image suffix,
+    ``file_path`` + each of ``default_suffixes`` in turn (Blender's ``"./train/r_0"`` is ``r_0.png``).
+    """
+    candidates = [root / file_path]
+    if not has_image_suffix(file_path):
+        candidates += [root / (file_path + s) for s in default_suffixes]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+MISSING_SHOWN = 3   # how many missing image names report_missing shows
+
+
+def report_missing(json_path: Path, missing: list[str], total: int, field: str = "frames") -> None:
+    """Warn (one line on stderr) that the frames whose image file is missing are skipped; ``InputError``
+    when every one of the ``total`` frames is missing.
+
+    Args:
+      json_path: the JSON file listing the frames.
+      missing: the ``file_path`` of each skipped frame, in file order (nothing is printed when empty).
+      total: how many frames the file lists.
+      field: the field named by the error (``frames``, or a split list such as ``train_filenames``).
+    """
+    if not missing:
+        return
+    shown = ", ".join(missing[:MISSING_SHOWN]) + (", ..." if len(missing) > MISSING_SHOWN else "")
+    if len(missing) >= total:
+        raise InputError(f"no usable frame: the image of every one of the {total} frames is missing ({shown})",
+                         json_path, field)
+    print(f"warning: {json_path}: skipped {len(missing)} of {total} frames whose image file is missing "
+          f"({shown})", file=sys.stderr)
+
+
 # -------------------------------------------------------------------------------------------- hold-out
 def holdout_split(n: int, every: int = HOLDOUT) -> tuple[np.ndarray, np.ndarray]:
     """The hold-out rule: view ``i`` is a test view when ``i % every == 0``, else a train view.
@@ -419,6 +475,136 @@ def holdout_split(n: int, every: int = HOLDOUT) -> tuple[np.ndarray, np.ndarray]
     """
     idx = np.arange(n)
     return idx[idx % every != 0], idx[idx % every == 0]
+
+
+# ------------------------------------------------------------------------------------ world normalisation
+@dataclasses.dataclass(frozen=True)
+class NormalisedScene(Scene):
+    """A :class:`~nerfkit.types.Scene` that also keeps how the file's world was normalised (nerfstudio and
+    COLMAP captures, LLFF 360-degree captures).
+
+    Attributes:
+      file_to_scene: float64 [4, 4] similarity ``[[s R, -s R c], [0, 1]]`` (:func:`normalising_transform`): a
+        point ``x`` in the file's world coordinates is ``s R (x - c)`` in the scene's; camera rotations are
+        ``R`` times the file's, lengths are scaled by ``s``. Map scene results back with its inverse.
+    """
+
+    file_to_scene: np.ndarray | None = None
+
+
+def normalisation(c2w: np.ndarray) -> tuple[np.ndarray, float]:
+    """(centre float64 [3], scale): :func:`normalising_transform`'s ``x -> scale * R (x - centre)`` but ``R``.
+
+    The centre is the point closest to every optical axis when that is well defined and lies within
+    ``_FOCUS_MAX`` camera spreads of the mean camera position (orbits of an object), else the mean camera
+    position (forward-facing or nearly parallel views). The scale puts the farthest camera at
+    ``CAMERA_RADIUS`` from the centre (1 when all cameras sit at the centre).
+
+    Args:
+      c2w: float [N, 3, 4] camera-to-world.
+    """
+    c2w = np.asarray(c2w, np.float64)
+    pos = c2w[:, :3, 3]
+    mean = pos.mean(axis=0)
+    spread = float(np.linalg.norm(pos - mean, axis=1).max())
+    centre = mean
+    if len(c2w) >= 2 and spread > 0:
+        fp = focus_point(c2w)
+        if fp is not None and np.linalg.norm(fp - mean) <= _FOCUS_MAX * spread:
+            centre = fp
+    radius = float(np.linalg.norm(pos - centre, axis=1).max())
+    scale = CAMERA_RADIUS / radius if radius > 1e-12 else 1.0
+    return centre, scale
+
+
+def view_spread_degrees(c2w: np.ndarray) -> float:
+    """The largest angle (degrees) between a camera's viewing direction (-z of its OpenGL c2w) and the mean one.
+
+    Forward-facing captures stay within a few tens of degrees; cameras around their focus point (360-degree
+    captures, object orbits) reach 90 and beyond.
+
+    >>> ring = np.stack([np.concatenate([[[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]],
+    ...                                  np.zeros((3, 1))], 1) for a in np.radians([0, 90, 180])])
+    >>> round(view_spread_degrees(ring[:1]), 3), round(view_spread_degrees(ring), 3)
+    (0.0, 90.0)
+    """
+    d = -np.asarray(c2w, np.float64)[:, :3, 2]
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    mean = d.mean(axis=0)
+    n = np.linalg.norm(mean)
+    if n < 1e-8:
+        return 180.0
+    return float(np.degrees(np.arccos(np.clip(d @ (mean / n), -1.0, 1.0))).max())
+
+
+def is_360(c2w: np.ndarray) -> bool:
+    """True when the cameras look around rather than forward: :func:`view_spread_degrees` above
+    ``FORWARD_MAX_DEGREES`` (45; beyond it NDC rays, which need every camera facing one way, break down)."""
+    return view_spread_degrees(c2w) > FORWARD_MAX_DEGREES
+
+
+def up_rotation(c2w: np.ndarray) -> np.ndarray:
+    """float64 [3, 3]: the smallest rotation taking the cameras' mean up vector (+y of the OpenGL c2w) to +z.
+
+    The identity when the up vectors cancel out; a half turn about x when they point down -z.
+
+    >>> c2w = np.concatenate([np.eye(3), np.zeros((3, 1))], 1)[None]   # up = +y
+    >>> (up_rotation(c2w) @ [0.0, 1.0, 0.0]).round(6).tolist()
+    [0.0, 0.0, 1.0]
+    """
+    up = np.asarray(c2w, np.float64)[:, :3, 1].mean(axis=0)
+    n = np.linalg.norm(up)
+    if not np.isfinite(n) or n < 1e-8:
+        return np.eye(3)
+    up = up / n
+    c = float(up[2])
+    if c < -1.0 + 1e-9:
+        return np.diag([1.0, -1.0, -1.0])
+    v = np.cross(up, [0.0, 0.0, 1.0])
+    vx = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+    return np.eye(3) + vx + vx @ vx / (1.0 + c)
+
+
+def normalising_transform(c2w: np.ndarray) -> np.ndarray:
+    """float64 [4, 4] similarity ``x -> s R (x - c)`` that levels and normalises a capture's world.
+
+    ``(c, s)`` from :func:`normalisation` (centre at the focus point, farthest camera at ``CAMERA_RADIUS``),
+    ``R`` from :func:`up_rotation` (the mean camera up becomes +z).
+
+    Args:
+      c2w: float [N, 3, 4] camera-to-world (OpenGL convention) in the file's world.
+    """
+    centre, scale = normalisation(c2w)
+    r = up_rotation(c2w)
+    m = np.eye(4)
+    m[:3, :3] = scale * r
+    m[:3, 3] = -scale * (r @ centre)
+    return m
+
+
+def transform_poses(m: np.ndarray, c2w: np.ndarray) -> np.ndarray:
+    """float64 [N, 3, 4]: camera-to-world ``c2w`` in the world a similarity ``m`` [4, 4] maps to (rotations
+    turned by ``m``'s rotation, positions mapped by ``m``).
+
+    >>> m = np.diag([2.0, 2.0, 2.0, 1.0]); m[:3, 3] = 1.0
+    >>> transform_poses(m, np.concatenate([np.eye(3), np.ones((3, 1))], 1)[None])[0, :, 3].tolist()
+    [3.0, 3.0, 3.0]
+    """
+    c2w = np.asarray(c2w, np.float64)
+    s = np.cbrt(np.linalg.det(m[:3, :3]))
+    rot = m[:3, :3] / s
+    return np.concatenate([rot @ c2w[:, :3, :3], (c2w[:, :3, 3] @ m[:3, :3].T + m[:3, 3])[..., None]], axis=-1)
+
+
+def box_through(m: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """float64 [2, 3]: the axis-aligned box holding the image of ``box`` [2, 3] under the affine map ``m``.
+
+    >>> box_through(np.eye(4), np.array([[0.0, 0, 0], [1, 2, 3]])).tolist()
+    [[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]]
+    """
+    corners = np.stack(np.meshgrid(*np.asarray(box, np.float64).T, indexing="ij"), -1).reshape(-1, 3)
+    pts = corners @ m[:3, :3].T + m[:3, 3]
+    return np.stack([pts.min(axis=0), pts.max(axis=0)])
 
 
 # -------------------------------------------------------------------------------------------- rotations

@@ -9,12 +9,20 @@ converts at the boundary:
 * :func:`write_rgba_png` writes premultiplied float32 RGBA as an 8-bit straight-alpha RGBA PNG.
 * :func:`area_downscale` averages ``factor x factor`` blocks; on premultiplied values this is the exact
   area (box) filter, including along object edges.
+
+EXIF orientation (phone JPEGs). Every reader here returns the pixels *as stored*, ignoring the EXIF
+orientation tag, as COLMAP, Instant-NGP and nerfstudio do: poses and intrinsics from COLMAP belong to the stored
+pixels. :func:`read_rgba_fitting` and :func:`image_size_fitting` take the loader's expected size as a
+predicate and turn to the EXIF-oriented pixels (:func:`apply_orientation`, what ``PIL.ImageOps.exif_transpose``
+does) only when the stored ones do not fit and the oriented ones do, which only a 90-degree orientation
+(EXIF 5-8) of a non-square image can tell apart.
 """
 
 from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Callable
 
 import imageio.v3 as iio
 import numpy as np
@@ -217,6 +225,69 @@ def to_premultiplied_rgba(arr: np.ndarray, path: Path | str = "<array>") -> np.n
 def read_rgba(path: Path | str) -> np.ndarray:
     """Read an image file as float32 [H, W, 4] premultiplied RGBA in [0, 1]. Raises ``InputError``."""
     return to_premultiplied_rgba(read_raw(Path(path)), path)
+
+
+EXIF_ORIENTATION = 0x0112   # the EXIF tag; 1 = as stored, 2-4 flips / 180 degrees, 5-8 swap width and height
+_ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+           8: lambda a: np.rot90(a, 1)}
+
+
+def exif_orientation(path: Path | str) -> int:
+    """The EXIF orientation (1-8) of an image file; 1 when it has none or Pillow cannot read it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            value = im.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 -- no EXIF to honour
+        return 1
+    return int(value) if value in _ORIENT else 1
+
+
+def apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Pixels [H, W, ...] as stored -> as an EXIF ``orientation`` says to show them (``exif_transpose``).
+
+    >>> a = np.arange(6).reshape(2, 3)
+    >>> apply_orientation(a, 6).tolist()   # 6: rotate 90 degrees clockwise
+    [[3, 0], [4, 1], [5, 2]]
+    >>> apply_orientation(a, 1) is a
+    True
+    """
+    fn = _ORIENT.get(int(orientation))
+    return arr if fn is None else np.ascontiguousarray(fn(arr))
+
+
+def _swaps(orientation: int) -> bool:
+    return orientation in (5, 6, 7, 8)
+
+
+def image_size_fitting(path: Path | str, fits: Callable[[int, int], bool]) -> tuple[int, int]:
+    """(width, height) of an image file from its header: the stored size, or the EXIF-oriented one when only
+    that ``fits`` (see the module docstring)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception:  # noqa: BLE001 -- not something Pillow reads: decode it fully (raises InputError)
+        img = read_raw(Path(path))
+        return img.shape[1], img.shape[0]
+    if not fits(w, h) and fits(h, w) and _swaps(exif_orientation(path)):
+        return h, w
+    return w, h
+
+
+def read_rgba_fitting(path: Path | str, fits: Callable[[int, int], bool]) -> np.ndarray:
+    """:func:`read_rgba`, turned as the file's EXIF orientation says when the stored pixels' (width, height)
+    do not ``fits`` and the oriented ones do; else as stored (the caller checks the size)."""
+    img = read_rgba(path)
+    h, w = img.shape[:2]
+    if not fits(w, h) and fits(h, w):
+        orientation = exif_orientation(path)
+        if _swaps(orientation):
+            return apply_orientation(img, orientation)
+    return img
 
 
 def to_uint8_straight(premult: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Loader for LLFF forward-facing captures (Mildenhall et al. 2019), the NeRF paper's real scenes.
+"""Loader for LLFF captures (Mildenhall et al. 2019): the NeRF paper's forward-facing real scenes, and
+360-degree captures in the same format.
 
 Layout (as written by LLFF's ``imgs2poses.py``; e.g. ``nerf_llff_data/fern``)::
 
@@ -16,7 +17,8 @@ What :func:`load_llff` does, step by step as the original NeRF ``load_llff_data`
 
 1. rotation columns to the OpenGL/Blender order (right, up, backwards): ``[c1, -c0, c2]``;
 2. images from ``images_F/`` or area-downscaled from ``images/``; the focal length is rescaled to the
-   actual image size and the principal point is the image centre;
+   actual image size and the principal point is the image centre. Pixels are read as stored (COLMAP, which
+   made the poses, ignores EXIF orientation) unless only the EXIF-oriented image has the poses' aspect ratio;
 3. rescale the world so the closest bound is ``1 / 0.75`` (``bd_factor`` 0.75): translations and bounds
    times ``1 / (0.75 * bounds.min())``;
 4. recentre: the average pose (:func:`nerfkit.camera_paths.average_pose`) becomes the identity;
@@ -25,8 +27,18 @@ What :func:`load_llff` does, step by step as the original NeRF ``load_llff_data`
    scene's near/far are 0 and 1 and its box is NDC space (x, y about [-1, 1], z in [-1, 1]).
 
 ``Scene.depth_range`` keeps the rescaled bounds' min and max for
-:func:`nerfkit.camera_paths.spiral_path`. Everything is a :class:`~nerfkit.errors.InputError` naming the
-file and the field when the input is wrong.
+:func:`nerfkit.camera_paths.spiral_path`.
+
+360-degree captures. ``poses_bounds.npy`` is also what LLFF's ``imgs2poses.py`` writes for a capture that
+walks around its subject (e.g. the ``bird`` phone capture), where NDC, which needs every camera facing one
+way, is wrong. When the viewing directions spread more than 45 degrees from their mean
+(:func:`~nerfkit.data.common.is_360`), steps 3, 4 and 6 are replaced by the nerfstudio loader's
+normalisation (:func:`~nerfkit.data.common.normalising_transform`: centre at the cameras' focus point, the
+farthest camera at radius 1, the mean camera up turned to +z): world-space rays, near/far the bounds times
+the scale, the box ``[-1.5, 1.5]^3``, no ``depth_range``, and the transform kept in
+:attr:`~nerfkit.data.common.NormalisedScene.file_to_scene`.
+
+Everything is a :class:`~nerfkit.errors.InputError` naming the file and the field when the input is wrong.
 """
 
 from __future__ import annotations
@@ -40,14 +52,17 @@ from nerfkit.camera_paths import average_pose
 from nerfkit.cameras import camera_rays, ndc_rays, pixel_directions_camera
 from nerfkit.errors import InputError
 from nerfkit.types import Cameras, Scene, SplitData
-from nerfkit.data.common import (DEFAULT_SPLITS, HOLDOUT, IMAGE_SUFFIXES, check_dataset_dir, check_downscale,
-                                 holdout_split, list_images, rotation_problem, split_names)
-from nerfkit.data.images import area_downscale, read_rgba, run_in_order
+from nerfkit.data.common import (DEFAULT_SPLITS, HOLDOUT, IMAGE_SUFFIXES, NormalisedScene, check_dataset_dir,
+                                 check_downscale, holdout_split, is_360, list_images, normalising_transform,
+                                 rotation_problem, split_names, transform_poses)
+from nerfkit.data.images import area_downscale, read_rgba_fitting, run_in_order
 
 POSES_BOUNDS = "poses_bounds.npy"
 BD_FACTOR = 0.75   # the closest bound becomes 1 / BD_FACTOR after rescaling
 NDC_NEAR = 1.0     # NDC near plane, world units after rescaling
 _AABB_MARGIN = 0.05
+BOX_HALF_360 = 1.5  # 360-degree captures: the scene box's half-size (the nerfstudio loader's default box)
+MIN_NEAR = 0.01     # 360-degree captures: near never below this (normalised units)
 
 
 def is_llff_dir(path: Path | str) -> bool:
@@ -159,9 +174,13 @@ def _image_source(root: Path, downscale: int) -> tuple[Path, int]:
     raise InputError(f"missing the images/ directory{hint}", root / "images", "images")
 
 
-def _read_images(files: list[Path], factor: int, max_workers: int | None) -> np.ndarray:
-    """float32 [N, H, W, 4] premultiplied, every image area-downscaled by ``factor``; sizes must agree."""
-    first = read_rgba(files[0])
+def _read_images(files: list[Path], factor: int, aspect: float, max_workers: int | None) -> np.ndarray:
+    """float32 [N, H, W, 4] premultiplied, every image area-downscaled by ``factor``; sizes must agree. The
+    stored pixels, or the EXIF-oriented ones when only those have the poses' ``aspect`` (width / height)."""
+    def fits(w: int, h: int) -> bool:
+        return abs(w - aspect * h) <= max(1.0, 0.01 * w)
+
+    first = read_rgba_fitting(files[0], fits)
     h0, w0 = first.shape[:2]
     if h0 % factor or w0 % factor:
         raise InputError(f"image size {w0}x{h0} is not divisible by downscale {factor} (images_{factor}/ does "
@@ -169,7 +188,7 @@ def _read_images(files: list[Path], factor: int, max_workers: int | None) -> np.
     out = np.empty((len(files), h0 // factor, w0 // factor, 4), np.float32)
 
     def load(i: int, img: np.ndarray | None = None) -> None:
-        img = read_rgba(files[i]) if img is None else img
+        img = read_rgba_fitting(files[i], fits) if img is None else img
         if img.shape[:2] != (h0, w0):
             raise InputError(f"image size {img.shape[1]}x{img.shape[0]} differs from {files[0].name}'s {w0}x{h0} "
                              "(all images must share one size)", files[i])
@@ -244,9 +263,10 @@ def _holdout_splits(n: int, names: tuple[str, ...], root: Path) -> dict[str, np.
     return wanted
 
 
-def _ndc_cameras(c2w: np.ndarray, hwf: np.ndarray, size: tuple[int, int], factor: int, pb_path: Path) -> Cameras:
-    """Steps 2 and 6: NDC cameras for images of ``size`` (h, w): the poses' focal scaled to that size, the
-    principal point at the image centre."""
+def _cameras(c2w: np.ndarray, hwf: np.ndarray, size: tuple[int, int], factor: int, pb_path: Path,
+             ndc_near: float | None) -> Cameras:
+    """Steps 2 and 6: cameras for images of ``size`` (h, w): the poses' focal scaled to that size, the
+    principal point at the image centre; NDC with ``ndc_near`` (None: world-space rays)."""
     h, w = size
     full_h, full_w, focal = hwf[0]
     if abs(w - full_w * h / full_h) > max(1.0, 0.01 * w):
@@ -255,7 +275,16 @@ def _ndc_cameras(c2w: np.ndarray, hwf: np.ndarray, size: tuple[int, int], factor
     fx, fy = focal * w / full_w, focal * h / full_h
     const = lambda v: np.full(c2w.shape[0], v, np.float32)  # noqa: E731
     return Cameras(c2w=c2w.astype(np.float32), fx=const(fx), fy=const(fy), cx=const(w / 2.0),
-                   cy=const(h / 2.0), width=int(w), height=int(h), ndc_near=NDC_NEAR)
+                   cy=const(h / 2.0), width=int(w), height=int(h), ndc_near=ndc_near)
+
+
+def _normalised_360(c2w: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """360-degree captures instead of steps 3, 4 and 6: (c2w in the levelled, normalised world of
+    :func:`~nerfkit.data.common.normalising_transform`, that transform, near, far): the bounds' min and max
+    times its scale (near at least ``MIN_NEAR``)."""
+    m = normalising_transform(c2w)
+    scale = float(np.cbrt(np.linalg.det(m[:3, :3])))
+    return transform_poses(m, c2w), m, max(float(bounds.min()) * scale, MIN_NEAR), float(bounds.max()) * scale
 
 
 def _split_data(root: Path, files: list[Path], wanted: dict[str, np.ndarray], rgba: np.ndarray,
@@ -271,7 +300,7 @@ def _split_data(root: Path, files: list[Path], wanted: dict[str, np.ndarray], rg
 
 def load_llff(root: Path | str, downscale: int = 1, splits: Iterable[str] = DEFAULT_SPLITS,
               max_workers: int | None = None) -> Scene:
-    """Load an LLFF forward-facing capture (see the module docstring for the layout and every step).
+    """Load an LLFF capture (see the module docstring for the layout and every step).
 
     Args:
       root: directory holding ``poses_bounds.npy`` and ``images/`` (and optionally ``images_F/``).
@@ -281,8 +310,11 @@ def load_llff(root: Path | str, downscale: int = 1, splits: Iterable[str] = DEFA
       max_workers: threads for image decoding (``None``: ThreadPoolExecutor's default).
     Returns:
       Scene with ``train`` (``i % 8 != 0``) and ``test`` (``i % 8 == 0``) splits of float32 [N, H, W, 4]
-      premultiplied RGBA (alpha 1), NDC cameras (``ndc_near = 1``), near 0, far 1, an NDC box,
-      ``depth_range`` the rescaled (min near, max far) bounds and ``source = str(root)``.
+      premultiplied RGBA (alpha 1). Forward-facing: NDC cameras (``ndc_near = 1``), near 0, far 1, an NDC
+      box, ``depth_range`` the rescaled (min near, max far) bounds. 360-degree
+      (:func:`~nerfkit.data.common.is_360`): a :class:`~nerfkit.data.common.NormalisedScene` of world-space
+      cameras, near/far the normalised bounds, the box ``[-1.5, 1.5]^3``, ``depth_range`` None.
+      ``source = str(root)``.
     Raises:
       InputError: for any problem with the input, naming the file and the field.
     """
@@ -296,10 +328,18 @@ def load_llff(root: Path | str, downscale: int = 1, splits: Iterable[str] = DEFA
         raise InputError(f"{n} pose: need at least 2 images (every {HOLDOUT}th is held out for testing)",
                          pb_path, "shape")
     files, factor = _image_files(root, ds, n)
-    c2w, bounds = _rescale_and_recenter(c2w, bounds)
+    around = is_360(c2w)
+    if around:
+        c2w, file_to_scene, near, far = _normalised_360(c2w, bounds)
+    else:
+        c2w, bounds = _rescale_and_recenter(c2w, bounds)
     wanted = _holdout_splits(n, names, root)
     order = np.concatenate(list(wanted.values()))
-    rgba = _read_images([files[i] for i in order], factor, max_workers)
-    all_cams = _ndc_cameras(c2w, hwf, rgba.shape[1:3], factor, pb_path)
-    return Scene(splits=_split_data(root, files, wanted, rgba, all_cams), near=0.0, far=1.0,
-                 aabb=ndc_aabb(all_cams), source=str(root), depth_range=(float(bounds.min()), float(bounds.max())))
+    rgba = _read_images([files[i] for i in order], factor, hwf[0, 1] / hwf[0, 0], max_workers)
+    all_cams = _cameras(c2w, hwf, rgba.shape[1:3], factor, pb_path, None if around else NDC_NEAR)
+    data = _split_data(root, files, wanted, rgba, all_cams)
+    if around:
+        box = np.array([[-BOX_HALF_360] * 3, [BOX_HALF_360] * 3], np.float32)
+        return NormalisedScene(splits=data, near=near, far=far, aabb=box, source=str(root), file_to_scene=file_to_scene)
+    return Scene(splits=data, near=0.0, far=1.0, aabb=ndc_aabb(all_cams), source=str(root),
+                 depth_range=(float(bounds.min()), float(bounds.max())))
