@@ -43,10 +43,11 @@ class RenderArgs:
     run_dir: tyro.conf.Positional[Path]
     """Run directory written by `nerfkit fit`."""
     path: str = "auto"
-    """Camera path: auto (spiral for forward-facing LLFF scenes, else orbit) | orbit | spiral | test | a JSON
-    file with frames[].transform_matrix."""
+    """Camera path: auto (spiral for forward-facing LLFF scenes, else orbit) | orbit (around the training cameras'
+    focus point, at their mean height and distance) | spiral | interpolate (a smooth spline through the training
+    cameras in image-name order) | test | a JSON file with frames[].transform_matrix."""
     frames: int = 120
-    """Frames in the orbit."""
+    """Frames of an orbit, spiral or interpolate path (in total)."""
     fps: float = 30.0
     """Video frame rate."""
     width: Optional[int] = None
