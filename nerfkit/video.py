@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from nerfkit import camera_paths, parallel, renderer, runs, visualize
+from nerfkit import camera_paths, parallel, progress, renderer, runs, visualize
 from nerfkit.errors import InputError
 from nerfkit.types import Cameras, background_rgb
 
@@ -62,17 +61,16 @@ def resized(cams: Cameras, width: int | None, height: int | None) -> Cameras:
 
 
 def render_frames(run: runs.Run, cams: Cameras, chunk: int, png_dir: Path | None = None) -> dict[str, list]:
-    """Every frame of ``cams`` as 8-bit ``rgb``, ``depth`` (colour-mapped) and ``opacity`` images."""
-    from tqdm import tqdm
-
+    """Every frame of ``cams`` as 8-bit ``rgb``, ``depth`` (colour-mapped) and ``opacity`` images, with one line
+    of progress on stderr (:class:`nerfkit.progress.Progress`)."""
     meta = run.meta
     mesh = parallel.render_mesh(chunk)
     params, state = parallel.replicate((run.params, run.sampler_state), mesh)
     bg = background_rgb(meta.background)
     fn = renderer.make_render_fn(run.graphdef, run.sampler, bg, mesh=mesh)
     frames = {"rgb": [], "depth": [], "opacity": []}
-    for i in tqdm(range(len(cams)), desc=f"rendering {cams.width}x{cams.height}", unit="frame",
-                  disable=not sys.stderr.isatty()):
+    bar = progress.Progress(len(cams), f"rendering {cams.width}x{cams.height}", unit="frame")
+    for i in range(len(cams)):
         o = renderer.render_view(fn, params, state, cams, i, chunk)
         frames["rgb"].append(visualize.to_uint8(o["rgb"]))
         frames["depth"].append(visualize.to_uint8(visualize.depth_to_rgb(o["depth"], o["opacity"], meta.near, meta.far)))
@@ -80,6 +78,8 @@ def render_frames(run: runs.Run, cams: Cameras, chunk: int, png_dir: Path | None
         if png_dir is not None:
             png_dir.mkdir(parents=True, exist_ok=True)
             visualize.write_png(png_dir / f"{i:04d}.png", frames["rgb"][-1])
+        bar.update()
+    bar.close()
     return frames
 
 
