@@ -43,10 +43,11 @@ class RenderArgs:
     run_dir: tyro.conf.Positional[Path]
     """Run directory written by `nerfkit fit`."""
     path: str = "auto"
-    """Camera path: auto (spiral for forward-facing LLFF scenes, else orbit) | orbit | spiral | test | a JSON
-    file with frames[].transform_matrix."""
+    """Camera path: auto (spiral for forward-facing LLFF scenes, else orbit) | orbit (around the training cameras'
+    focus point, at their mean height and distance) | spiral | interpolate (a smooth spline through the training
+    cameras in image-name order) | test | a JSON file with frames[].transform_matrix."""
     frames: int = 120
-    """Frames in the orbit."""
+    """Frames of an orbit, spiral or interpolate path (in total)."""
     fps: float = 30.0
     """Video frame rate."""
     width: Optional[int] = None
@@ -79,6 +80,12 @@ class EvaluateArgs:
     """Rays per rendering call."""
     save_images: int = 8
     """Write prediction / ground truth / error / depth PNGs for the first N views."""
+    appearance_steps: int = 200
+    """Runs with appearance codes (--model.appearance-dim): NeRF-W's protocol, a code fitted to the left half of
+    each view in this many Adam steps (model frozen) and the right half scored with it and with the mean code
+    (0: skip it)."""
+    appearance_lr: float = 1e-2
+    """Adam learning rate of that fit."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,11 +168,17 @@ def _evaluate(argv: list[str]) -> int:
     from nerfkit.evaluation import evaluate, format_table
 
     res = evaluate(args.run_dir, split=args.split, max_views=args.max_views, out=args.out, data=args.data,
-                   chunk=args.chunk, save_images=args.save_images)
+                   chunk=args.chunk, save_images=args.save_images, appearance_steps=args.appearance_steps,
+                   appearance_lr=args.appearance_lr)
     print(format_table(res))
     out = args.out or Path(args.run_dir) / f"eval_{args.split}"
     print(f"{args.split}: PSNR {res['psnr']:.2f} dB, SSIM {res['ssim']:.4f} over {res['views']} views "
-          f"at {res['resolution'][0]}x{res['resolution'][1]} (step {res['step']}) -> {out}/metrics.json")
+          f"at {res['resolution'][0]}x{res['resolution'][1]} (step {res['step']}, {res['seconds_per_view']:.2f} s/view) "
+          f"-> {out}/metrics.json")
+    if "appearance" in res:
+        app = res["appearance"]
+        print(f"  right halves (NeRF-W): PSNR {app['mean_code']['psnr']:.2f} dB with the mean code, "
+              f"{app['fitted_code']['psnr']:.2f} dB with a code fitted to each left half")
     return 0
 
 

@@ -1,5 +1,5 @@
 """Camera paths for rendering videos: orbits around the scene, LLFF's spiral for forward-facing captures,
-keyframe interpolation, paths from JSON.
+smooth keyframe interpolation (through the training cameras in capture order), paths from JSON.
 
 All poses are camera-to-world float32 [N, 3, 4] in the OpenGL/Blender convention (camera looks down its
 local -z axis, +y up, +x right), as in :mod:`nerfkit.types`.
@@ -8,6 +8,7 @@ local -z axis, +y up, +x right), as in :mod:`nerfkit.types`.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -88,19 +89,25 @@ def _plane_basis(up: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def orbit_path(train_c2w, n_frames: int = 120, center=None, up=None) -> np.ndarray:
     """A full circular orbit around the scene, looking at its centre.
 
-    The orbit keeps the training cameras' mean distance from the centre and their mean elevation (angle
-    above the plane through the centre perpendicular to ``up``). It starts at the azimuth of the first
-    training camera, turns counter-clockwise about ``up`` in ``n_frames`` equal steps and covers 360
-    degrees without repeating the first frame at the end (so the video loops seamlessly).
+    The orbit lies in the plane perpendicular to ``up`` at the training cameras' mean height above the
+    centre (along ``up``), on the circle of their mean horizontal distance from the centre's vertical axis.
+    It starts at the azimuth of the first training camera off that axis, turns counter-clockwise about
+    ``up`` in ``n_frames`` equal steps and covers 360 degrees without repeating the first frame at the end
+    (so the video loops seamlessly).
 
     Args:
       train_c2w: float [N, 3, 4] (or [N, 4, 4]) training camera-to-world matrices.
       n_frames: number of poses.
-      center: float [3] point to orbit. Default: :func:`focus_point` of the training cameras, or the
-        origin if that is ill-conditioned.
+      center: float [3] point to orbit and look at. Default: :func:`focus_point` of the training cameras, or
+        the origin if that is ill-conditioned.
       up: float [3] world up (normalised here). Default: :func:`mean_up` of the training cameras.
     Returns:
       float32 [n_frames, 3, 4] camera-to-world, each built with :func:`nerfkit.cameras.look_at`.
+
+    >>> ring = np.stack([look_at((2 * np.cos(a), 2 * np.sin(a), 1.0), (0, 0, 0), (0, 0, 1)) for a in (0, 2, 4)])
+    >>> eyes = orbit_path(ring, n_frames=4)[:, :, 3]
+    >>> np.round(eyes[:, 2], 4).tolist(), np.round(np.linalg.norm(eyes[:, :2], axis=1), 4).tolist()
+    ([1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0])
     """
     m = _as_c2w(train_c2w, "orbit_path")
     if n_frames < 1:
@@ -119,18 +126,15 @@ def orbit_path(train_c2w, n_frames: int = 120, center=None, up=None) -> np.ndarr
         u = u / np.linalg.norm(u)
 
     offsets = m[:, :, 3] - c  # [N, 3]
-    dist = np.linalg.norm(offsets, axis=-1)
-    ok = dist > 1e-12
-    if not ok.any():
-        raise ValueError("orbit_path: every training camera sits at the centre; no orbit radius")
-    radius = float(dist[ok].mean())
-    sin_el = np.clip((offsets[ok] @ u) / dist[ok], -1.0, 1.0)
-    elevation = float(np.arcsin(sin_el).mean())
-
-    e1, e2 = _plane_basis(u, offsets[int(np.argmax(ok))])
+    height = offsets @ u  # [N] along up
+    across = offsets - height[:, None] * u  # [N, 3] in the plane perpendicular to up
+    dist = np.linalg.norm(across, axis=-1)
+    if not (dist > 1e-12).any():
+        raise ValueError("orbit_path: every training camera sits on the centre's vertical axis; no orbit radius")
+    e1, e2 = _plane_basis(u, across[int(np.argmax(dist > 1e-12))])
     az = 2.0 * np.pi * np.arange(n_frames) / n_frames
     ring = np.cos(az)[:, None] * e1 + np.sin(az)[:, None] * e2  # [n_frames, 3] unit, in the plane
-    eyes = c + radius * (np.cos(elevation) * ring + np.sin(elevation) * u)
+    eyes = c + float(dist.mean()) * ring + float(height.mean()) * u
     return np.stack([look_at(eye, c, u) for eye in eyes]).astype(np.float32)
 
 
@@ -240,44 +244,31 @@ def quaternion_to_rotation(q) -> np.ndarray:
     )
 
 
-def slerp(q0, q1, t) -> np.ndarray:
-    """Spherical linear interpolation along the shorter arc.
-
-    Args:
-      q0, q1: unit quaternions float [..., 4].
-      t: float [...] in [0, 1] (broadcast against the quaternions' leading shape).
-    Returns:
-      unit quaternions float64 [..., 4].
-    """
-    q0 = np.asarray(q0, np.float64)
-    q1 = np.asarray(q1, np.float64)
-    t = np.asarray(t, np.float64)[..., None]
-    dot = np.sum(q0 * q1, axis=-1, keepdims=True)
-    q1 = np.where(dot < 0, -q1, q1)  # q and -q are the same rotation: take the short way
-    dot = np.abs(dot)
-    theta = np.arccos(np.clip(dot, -1.0, 1.0))
-    sin_theta = np.sin(theta)
-    close = sin_theta < 1e-6  # nearly identical: linear interpolation is exact enough and stable
-    safe = np.where(close, 1.0, sin_theta)
-    w0 = np.where(close, 1.0 - t, np.sin((1.0 - t) * theta) / safe)
-    w1 = np.where(close, t, np.sin(t * theta) / safe)
-    q = w0 * q0 + w1 * q1
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
 def interpolate_path(c2w_keyframes, n_frames: int) -> np.ndarray:
-    """A smooth-ish path through keyframes: positions linearly interpolated, rotations slerped.
+    """A smooth path through keyframes in their order (nerfstudio's ``ns-render interpolate``).
 
-    Frames are evenly spaced in keyframe index (not in distance); the first and last frames equal the
-    first and last keyframes exactly, as does any frame that lands on a keyframe. Keyframe rotations are
-    projected to the nearest rotation before interpolation, so every output rotation is orthonormal.
+    Positions follow a Catmull-Rom spline (``splines.CatmullRom``, uniform parametrisation, natural end
+    conditions) and rotations the quaternion Catmull-Rom spline through the keyframe rotations
+    (``splines.quaternion.CatmullRom``), both C1-continuous (no jumps in velocity or angular velocity at the
+    keyframes). Frames are evenly spaced in keyframe index, so every transition gets the same number of frames;
+    the first and last frames are the first and last keyframes exactly, as is any frame that lands on a keyframe.
+    Keyframe rotations are projected to the nearest rotation first, so every output rotation is orthonormal.
+    Two keyframes give a straight line at constant speed with a slerp between their rotations.
 
     Args:
       c2w_keyframes: float [K, 3, 4] (or [K, 4, 4]) camera-to-world keyframes, K >= 1.
       n_frames: number of output poses (>= 1; 1 gives the first keyframe).
     Returns:
       float32 [n_frames, 3, 4].
+
+    >>> keys = np.stack([look_at((x, 0.0, 3.0), (0, 0, 0), (0, 1, 0)) for x in (0.0, 1.0, 3.0)])
+    >>> path = interpolate_path(keys, 5)
+    >>> [round(float(x), 3) for x in path[:, 0, 3]]  # frames 0, 2 and 4 are the keyframes
+    [0.0, 0.406, 1.0, 1.906, 3.0]
     """
+    import splines
+    import splines.quaternion as squat
+
     keys = _as_c2w(c2w_keyframes, "interpolate_path")
     if n_frames < 1:
         raise ValueError(f"interpolate_path: n_frames must be >= 1, got {n_frames}")
@@ -285,17 +276,28 @@ def interpolate_path(c2w_keyframes, n_frames: int) -> np.ndarray:
     if k == 1 or n_frames == 1:
         return np.repeat(keys[:1], n_frames, axis=0).astype(np.float32)
     u = np.linspace(0.0, k - 1.0, n_frames)
-    i = np.minimum(np.floor(u).astype(int), k - 2)
-    t = u - i
-    quats = rotation_to_quaternion(_orthonormalise(keys[:, :, :3]))
-    rot = quaternion_to_rotation(slerp(quats[i], quats[i + 1], t))
-    pos = (1.0 - t)[:, None] * keys[i, :, 3] + t[:, None] * keys[i + 1, :, 3]
+    u[-1] = k - 1.0
+    pos = np.asarray(splines.CatmullRom(keys[:, :, 3]).evaluate(u), np.float64)
+    wxyz = rotation_to_quaternion(_orthonormalise(keys[:, :, :3]))
+    quats = squat.canonicalized([squat.UnitQuaternion.from_unit_xyzw(q[[1, 2, 3, 0]]) for q in wxyz])
+    rot = quaternion_to_rotation([q.wxyz for q in squat.CatmullRom(list(quats)).evaluate(u)])
     out = np.concatenate([rot, pos[:, :, None]], axis=-1)
-    # Frames exactly on a keyframe are returned as that keyframe, bit for bit.
-    on_start, on_end = t == 0.0, t == 1.0
-    out[on_start] = keys[i[on_start]]
-    out[on_end] = keys[i[on_end] + 1]
+    on_key = u == np.round(u)  # frames exactly on a keyframe are returned as that keyframe, bit for bit
+    out[on_key] = keys[np.round(u[on_key]).astype(int)]
     return out.astype(np.float32)
+
+
+def capture_order(names) -> np.ndarray:
+    """int [N] indices that sort image names in capture order: natural order, digit runs compared as numbers
+    (``r_2`` before ``r_10``).
+
+    >>> capture_order(["r_10.png", "r_2.png", "r_1.png"]).tolist()
+    [2, 1, 0]
+    """
+    def key(i):
+        return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", names[i]) if p]
+
+    return np.array(sorted(range(len(names)), key=key), dtype=int)
 
 
 def load_path_json(path) -> np.ndarray:

@@ -3,32 +3,37 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from nerfkit import metrics, parallel, renderer, runs, visualize
+from nerfkit import appearance_eval, metrics, parallel, progress, renderer, runs, visualize
 from nerfkit.errors import InputError
-from nerfkit.types import background_rgb
+from nerfkit.types import SplitData, background_rgb
+
+PROTOCOL = ("NeRF-W: an appearance code fitted to the left half of each view (model frozen, Adam from the "
+            "render-time code); the fitted and the render-time (mean) code scored on the right half")
 
 
 def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, out: Path | None = None,
-             data: Path | None = None, chunk: int | None = None, save_images: int = 8) -> dict:
+             data: Path | None = None, chunk: int | None = None, save_images: int = 8, appearance_steps: int = 200,
+             appearance_lr: float = 1e-2) -> dict:
     """Render every view of ``split``, compute PSNR/SSIM on 8-bit images, write metrics and images.
 
     Ground truth is composited on the training background (white for ``random``), both sides quantised to
-    8 bits, as in ../shared/docs/BENCHMARKS.md. Writes ``OUT/metrics.json`` (per view and mean) and, for the
-    first ``save_images`` views, ``OUT/images/<name>_{pred,gt,error}.png``; prints a table.
+    8 bits, as in ../shared/docs/BENCHMARKS.md. A run with appearance embeddings (``model.appearance_dim > 0``)
+    is also scored by NeRF-W's protocol (:mod:`nerfkit.appearance_eval`; ``appearance_steps`` Adam steps at
+    ``appearance_lr`` per view, 0 to skip it): ``right_half`` of each view and ``appearance`` of the result.
+
+    Writes ``OUT/metrics.json`` (per view and mean, with each view's ``seconds`` and ``render_seconds``,
+    ``seconds_per_view`` (their mean) and ``seconds`` (the whole evaluation)) and, for the first
+    ``save_images`` views, ``OUT/images/<name>_{pred,gt,error,depth}.png`` (and ``_fitted.png``, the right half
+    with the fitted code). Shows one line of progress on stderr (:class:`nerfkit.progress.Progress`).
     """
     run = runs.load_run(run_dir)
-    cfg, meta = run.cfg, run.meta
-    data_cfg = cfg.data if data is None else type(cfg.data)(data=data, downscale=cfg.data.downscale, background=cfg.data.background)
-    scene = runs.load_scene(data_cfg, splits=("train", split) if split != "train" else ("train",))
-    if split not in scene.splits:
-        raise InputError(f"the scene has no '{split}' split", path=data_cfg.data or "demo", field="--split")
-    views = scene.splits[split]
+    cfg = run.cfg
+    views = _load_split(run, split, data)
     n = len(views) if max_views is None else min(max_views, len(views))
     bg_name = "white" if cfg.data.background == "random" else cfg.data.background
     bg = background_rgb(bg_name)
@@ -38,39 +43,100 @@ def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, o
     mesh = parallel.render_mesh(chunk)
     params, state = parallel.replicate((run.params, run.sampler_state), mesh)
     fn = renderer.make_render_fn(run.graphdef, run.sampler, bg, mesh=mesh)
+    fitter = None
+    if cfg.model.appearance_dim and appearance_steps > 0:
+        fitter = appearance_eval.CodeFitter.for_run(run, fn, params, state, bg, appearance_steps, appearance_lr)
 
     rows, t0 = [], time.time()
     gts = views.composite(bg)
+    bar = progress.Progress(n, f"evaluating {split} at {views.cameras.width}x{views.cameras.height}", unit="view")
     for i in range(n):
-        t_view = time.time()
-        pred = renderer.render_view(fn, params, state, views.cameras, i, chunk)
-        t_view = time.time() - t_view
-        m = metrics.image_metrics(pred["rgb"], gts[i])
-        name = Path(views.names[i]).stem
-        rows.append({"view": i, "name": views.names[i], **m, "render_seconds": t_view})
-        print(f"  [{i + 1}/{n}] {name}: PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  ({t_view:.2f}s)", file=sys.stderr)
+        row, images = _evaluate_view(fn, params, state, views, i, gts[i], chunk, fitter)
+        rows.append(row)
+        bar.update(f"mean PSNR {np.mean([r['psnr'] for r in rows]):.2f}")
         if i < save_images:
-            visualize.write_png(out / "images" / f"{name}_pred.png", pred["rgb"])
-            visualize.write_png(out / "images" / f"{name}_gt.png", gts[i])
-            visualize.write_png(out / "images" / f"{name}_error.png", visualize.error_map(pred["rgb"], gts[i]))
-            visualize.write_png(out / "images" / f"{name}_depth.png",
-                                visualize.depth_to_rgb(pred["depth"], pred["opacity"], meta.near, meta.far))
+            _save_images(out / "images" / Path(views.names[i]).stem, images, gts[i], run.meta)
+    bar.close()
     result = {
         "run": str(run_dir), "split": split, "step": run.step, "views": n,
         "resolution": [views.cameras.width, views.cameras.height], "background": bg_name,
-        "psnr": float(np.mean([r["psnr"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows])),
-        "seconds": time.time() - t0, "per_view": rows,
+        "psnr": _mean(rows, "psnr"), "ssim": _mean(rows, "ssim"),
+        "seconds_per_view": _mean(rows, "seconds"), "seconds": time.time() - t0, "per_view": rows,
     }
+    if fitter is not None:
+        result["appearance"] = {
+            "protocol": PROTOCOL, "steps": fitter.steps, "lr": fitter.lr,
+            **{code: {k: _mean([r["right_half"][code] for r in rows], k) for k in ("psnr", "ssim")}
+               for code in ("mean_code", "fitted_code")},
+            "fit_seconds_per_view": _mean([r["right_half"] for r in rows], "fit_seconds"),
+        }
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
+def _load_split(run: runs.Run, split: str, data: Path | None) -> SplitData:
+    """The images of ``split`` (from ``data`` instead of the run's dataset when given)."""
+    cfg = run.cfg
+    data_cfg = cfg.data if data is None else type(cfg.data)(data=data, downscale=cfg.data.downscale,
+                                                             background=cfg.data.background)
+    scene = runs.load_scene(data_cfg, splits=("train", split) if split != "train" else ("train",))
+    if split not in scene.splits:
+        raise InputError(f"the scene has no '{split}' split", path=data_cfg.data or "demo", field="--split")
+    return scene.splits[split]
+
+
+def _evaluate_view(fn, params, state, views: SplitData, i: int, gt: np.ndarray, chunk: int,
+                   fitter: appearance_eval.CodeFitter | None) -> tuple[dict, dict]:
+    """(the view's row of metrics.json, its images: ``rgb``, ``depth``, ``opacity`` and ``fitted`` or None)."""
+    t0 = time.time()
+    pred = renderer.render_view(fn, params, state, views.cameras, i, chunk)
+    row = {"view": i, "name": views.names[i], **metrics.image_metrics(pred["rgb"], gt),
+           "render_seconds": time.time() - t0}
+    fitted = None
+    if fitter is not None:
+        row["right_half"], fitted = fitter.score(views.cameras, i, gt, pred["rgb"], chunk)
+    row["seconds"] = time.time() - t0
+    return row, {**pred, "fitted": fitted}
+
+
+def _save_images(stem: Path, images: dict, gt: np.ndarray, meta: runs.SceneMeta) -> None:
+    visualize.write_png(stem.with_name(stem.name + "_pred.png"), images["rgb"])
+    visualize.write_png(stem.with_name(stem.name + "_gt.png"), gt)
+    visualize.write_png(stem.with_name(stem.name + "_error.png"), visualize.error_map(images["rgb"], gt))
+    visualize.write_png(stem.with_name(stem.name + "_depth.png"),
+                        visualize.depth_to_rgb(images["depth"], images["opacity"], meta.near, meta.far))
+    if images["fitted"] is not None:
+        visualize.write_png(stem.with_name(stem.name + "_fitted.png"), images["fitted"])
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    """The mean of ``row[key]`` over the rows, None when any is None (SSIM of a half too small for it)."""
+    values = [r[key] for r in rows]
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
 def format_table(result: dict) -> str:
-    lines = [f"{'view':<28}{'PSNR':>9}{'SSIM':>9}", "-" * 46]
+    """The per-view table ``evaluate`` prints (PSNR, SSIM; with the NeRF-W protocol, right-half PSNR with the
+    mean and the fitted code too)."""
+    app = result.get("appearance")
+    head = f"{'view':<28}{'PSNR':>9}{'SSIM':>9}" + (f"{'right: mean':>13}{'fitted':>9}" if app else "")
+    lines = [head, "-" * len(head)]
     rows = result["per_view"]
     shown = rows if len(rows) <= 20 else rows[:10] + [None] + rows[-5:]
     for r in shown:
-        lines.append(f"{'...':<28}" if r is None else f"{Path(r['name']).stem:<28}{r['psnr']:>9.2f}{r['ssim']:>9.4f}")
-    lines.append("-" * 46)
-    lines.append(f"{'mean of ' + str(result['views']) + ' views':<28}{result['psnr']:>9.2f}{result['ssim']:>9.4f}")
+        if r is None:
+            lines.append(f"{'...':<28}")
+            continue
+        line = f"{Path(r['name']).stem:<28}{r['psnr']:>9.2f}{r['ssim']:>9.4f}"
+        if app:
+            line += f"{r['right_half']['mean_code']['psnr']:>13.2f}{r['right_half']['fitted_code']['psnr']:>9.2f}"
+        lines.append(line)
+    lines.append("-" * len(head))
+    mean = f"{'mean of ' + str(result['views']) + ' views':<28}{result['psnr']:>9.2f}{result['ssim']:>9.4f}"
+    if app:
+        mean += f"{app['mean_code']['psnr']:>13.2f}{app['fitted_code']['psnr']:>9.2f}"
+    lines.append(mean)
+    if app:
+        lines.append(f"right: PSNR on the right half of each view with the mean code and with a code fitted to its "
+                     f"left half ({app['steps']} Adam steps, NeRF-W)")
     return "\n".join(lines)

@@ -49,11 +49,13 @@ class NeRFModel(nnx.Module):
     def appearance_codes(self, rays: Rays) -> jax.Array | None:
         """float32 [B, appearance_dim] appearance code of each ray, or None without embeddings.
 
-        Training rays carry ``image_ids``; novel views use the mean of all training images' codes (or the one
-        ``appearance_render`` names)."""
+        Rays that carry codes (``rays.appearance``) use them; training rays carry ``image_ids``; novel views use
+        the mean of all training images' codes (or the one ``appearance_render`` names)."""
         cfg = self.cfg
         if not cfg.appearance_dim:
             return None
+        if rays.appearance is not None:
+            return rays.appearance
         if rays.image_ids is not None:
             return self.appearance(rays.image_ids)
         table = self.appearance.embedding[...]

@@ -22,7 +22,8 @@ from nerfkit.mip import pixel_radius
 from nerfkit.samplers import Sampler
 from nerfkit.types import Cameras, Rays
 
-ChunkFn = Callable[..., dict]  # (params, sampler_state, origins [C, 3], directions [C, 3], radii [C]) -> {name: [C, ...]}
+ChunkFn = Callable[..., dict]  # (params, sampler_state, origins [C, 3], directions [C, 3], radii [C], appearance [A] | None)
+#                                -> {name: [C, ...]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +34,8 @@ class RenderFn:
     main: ChunkFn
     fallback: ChunkFn | None = None
 
-    def __call__(self, params, state, origins, directions, radii=None):
-        return self.main(params, state, origins, directions, _radii(radii, origins))
+    def __call__(self, params, state, origins, directions, radii=None, appearance=None):
+        return self.main(params, state, origins, directions, _radii(radii, origins), appearance)
 
 
 def _radii(radii, origins):
@@ -44,9 +45,11 @@ def _radii(radii, origins):
 def _chunk_fn(graphdef, sampler: Sampler, background, mesh, slots_per_ray: int) -> ChunkFn:
     background = jnp.asarray(background, jnp.float32)
 
-    def local(params, state, origins, directions, radii):
+    def local(params, state, origins, directions, radii, appearance):
         model = nnx.merge(graphdef, params)
-        rays = Rays(origins=origins, directions=directions, viewdirs=directions, radii=radii)
+        if appearance is not None:  # one code for every ray of the chunk
+            appearance = jnp.broadcast_to(appearance, (*origins.shape[:-1], appearance.shape[-1]))
+        rays = Rays(origins=origins, directions=directions, viewdirs=directions, radii=radii, appearance=appearance)
         out = sampler.render(model, rays, state, background, slots=origins.shape[0] * slots_per_ray)
         pixels = out.pixels()
         return pixels if out.ray_ok is None else {**pixels, "ray_ok": out.ray_ok}
@@ -55,16 +58,18 @@ def _chunk_fn(graphdef, sampler: Sampler, background, mesh, slots_per_ray: int) 
         from jax.sharding import PartitionSpec as P
 
         batch = P(parallel.AXIS)
-        local = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), batch, batch, batch), out_specs=batch,
+        local = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), batch, batch, batch, P()),
+                              out_specs=batch,
                               check_vma=False)
     return jax.jit(local)
 
 
 def make_render_fn(graphdef, sampler: Sampler, background, *, mesh=None, slots_per_ray: int | None = None) -> RenderFn:
     """A :class:`RenderFn` for a model (``graphdef``) and its sampler: ``fn(params, sampler_state, origins [C, 3],
-    directions [C, 3], radii [C] = None) -> {rgb [C, 3], depth [C], opacity [C], ...}``.
+    directions [C, 3], radii [C] = None, appearance [A] = None) -> {rgb [C, 3], depth [C], opacity [C], ...}``.
 
-    ``radii``: pixel cone radii at unit distance (mip-NeRF models; None: zero). A chunk of ``C`` rays gets
+    ``radii``: pixel cone radii at unit distance (mip-NeRF models; None: zero). ``appearance``: the appearance
+    code of every ray (models with appearance embeddings; None: the model's render-time code). A chunk of ``C`` rays gets
     ``C * slots_per_ray`` field evaluations (default: the sampler's ``slots_per_ray``; per round for a sampler
     that renders in rounds). With a ``mesh`` (:mod:`nerfkit.parallel`), each device renders its share of every
     chunk (the chunk size must be divisible by the device count).
@@ -77,10 +82,11 @@ def make_render_fn(graphdef, sampler: Sampler, background, *, mesh=None, slots_p
 
 
 def render_rays_chunked(fn: RenderFn, params, state, origins: np.ndarray, directions: np.ndarray, chunk: int,
-                        radii: np.ndarray | None = None) -> dict:
+                        radii: np.ndarray | None = None, appearance=None) -> dict:
     """Render rays of any batch shape [..., 3] chunk by chunk; returns NumPy arrays of that batch shape.
 
-    ``state``: the sampler's state; ``radii`` [...]: pixel cone radii (mip-NeRF models), or None."""
+    ``state``: the sampler's state; ``radii`` [...]: pixel cone radii (mip-NeRF models), or None; ``appearance``
+    float32 [A]: one appearance code for every ray, or None (the model's render-time code)."""
     batch = origins.shape[:-1]
     o = np.asarray(origins, np.float32).reshape(-1, 3)
     d = np.asarray(directions, np.float32).reshape(-1, 3)
@@ -88,7 +94,7 @@ def render_rays_chunked(fn: RenderFn, params, state, origins: np.ndarray, direct
     n = o.shape[0]
 
     def call(f, idx, size):
-        return f(params, state, *_pad(size, o[idx], d[idx], r[idx]))
+        return f(params, state, *_pad(size, o[idx], d[idx], r[idx]), appearance)
 
     outs = [call(fn.main, slice(i, i + chunk), chunk) for i in range(0, n, chunk)]
     outs = jax.device_get(outs)  # every chunk was dispatched before this first wait

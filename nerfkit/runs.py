@@ -74,12 +74,14 @@ def save_scene_meta(scene: Scene, cfg: FitConfig, path: Path) -> None:
         "background": cfg.data.background,
         "depth_range": None if scene.depth_range is None else [float(x) for x in scene.depth_range],
         "cameras": {name: _cams_to_json(s.cameras) for name, s in scene.splits.items()},
+        "names": {name: list(s.names) for name, s in scene.splits.items()},
     }
     path.write_text(json.dumps(meta) + "\n")
 
 
 class SceneMeta:
-    """What ``scene.json`` holds: cameras by split, near/far, aabb, background name."""
+    """What ``scene.json`` holds: cameras by split, near/far, aabb, background name, and the image names of each
+    split (``names``; empty for runs written before they were saved)."""
 
     def __init__(self, path: Path):
         try:
@@ -90,6 +92,7 @@ class SceneMeta:
             self.background = d["background"]
             self.depth_range = tuple(map(float, d["depth_range"])) if d.get("depth_range") else None
             self.cameras = {k: _cams_from_json(v) for k, v in d["cameras"].items()}
+            self.names = {k: tuple(map(str, v)) for k, v in d.get("names", {}).items()}
         except FileNotFoundError:
             raise InputError("missing: not a nerfkit run directory", path=path) from None
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:

@@ -134,6 +134,8 @@ class Rays:
         footprint; used by mip-NeRF's integrated encoding). None: rays are lines.
       image_ids: int32 [...] or None: the training image each ray comes from (appearance embeddings);
         None for novel views (the model's render-time appearance is used).
+      appearance: float32 [..., appearance_dim] or None: an appearance code for each ray, used instead of the
+        codes ``image_ids`` or the render-time setting would give (a code fitted to a held-out view).
     """
 
     origins: jax.Array
@@ -141,6 +143,7 @@ class Rays:
     viewdirs: jax.Array
     radii: jax.Array | None = None
     image_ids: jax.Array | None = None
+    appearance: jax.Array | None = None
 
     def reshape(self, *shape) -> "Rays":
         return jax.tree_util.tree_map(lambda x: x.reshape(*shape, x.shape[-1]), self)

@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from nerfkit import camera_paths, parallel, renderer, runs, visualize
+from nerfkit import camera_paths, parallel, progress, renderer, runs, visualize
 from nerfkit.errors import InputError
 from nerfkit.types import Cameras, background_rgb
 
-NAMED_PATHS = ("orbit", "spiral", "test")
+NAMED_PATHS = ("orbit", "spiral", "interpolate", "test")
 
 
 def path_cameras(meta: runs.SceneMeta, path: str, frames: int) -> tuple[Cameras, str]:
     """The cameras of a path, and its name for output files.
 
-    ``orbit`` (around the scene at the training cameras' mean radius and elevation), ``spiral`` (LLFF's path in
-    front of a forward-facing capture), ``auto`` (spiral for forward-facing scenes, else orbit), ``test`` (the
-    test-split cameras) or a JSON file of ``frames[].transform_matrix``. Every frame has the first base
-    camera's intrinsics (and its NDC / distortion settings)."""
+    ``orbit`` (:func:`~nerfkit.camera_paths.orbit_path` around the training cameras' focus point, at their mean
+    height and horizontal distance), ``spiral`` (LLFF's path in front of a forward-facing capture),
+    ``interpolate`` (:func:`~nerfkit.camera_paths.interpolate_path`: a smooth spline through the training
+    cameras in capture order, their image names sorted naturally), ``auto`` (spiral for forward-facing NDC
+    scenes, else orbit), ``test`` (the test-split cameras) or a JSON file of ``frames[].transform_matrix``.
+    Orbit, spiral and interpolate have ``frames`` frames. Every frame has the first base camera's intrinsics
+    (and its NDC / distortion settings)."""
     base = meta.cameras["train"]
     if path == "auto":  # forward-facing (NDC) scenes get LLFF's spiral; others an orbit
         path = "spiral" if base.ndc_near is not None else "orbit"
@@ -32,6 +34,10 @@ def path_cameras(meta: runs.SceneMeta, path: str, frames: int) -> tuple[Cameras,
         if meta.depth_range is None:
             raise InputError("the spiral path needs a forward-facing scene's depth range (LLFF)", field="--path")
         c2w = camera_paths.spiral_path(base.c2w, *meta.depth_range, n_frames=frames)
+    elif path == "interpolate":
+        names = meta.names.get("train")  # runs from before names were saved: the loader's order
+        order = camera_paths.capture_order(names) if names else np.arange(len(base))
+        c2w = camera_paths.interpolate_path(base.c2w[order], n_frames=frames)
     elif path == "test":
         if "test" not in meta.cameras:
             raise InputError("the run's scene has no test split", field="--path")
@@ -55,17 +61,16 @@ def resized(cams: Cameras, width: int | None, height: int | None) -> Cameras:
 
 
 def render_frames(run: runs.Run, cams: Cameras, chunk: int, png_dir: Path | None = None) -> dict[str, list]:
-    """Every frame of ``cams`` as 8-bit ``rgb``, ``depth`` (colour-mapped) and ``opacity`` images."""
-    from tqdm import tqdm
-
+    """Every frame of ``cams`` as 8-bit ``rgb``, ``depth`` (colour-mapped) and ``opacity`` images, with one line
+    of progress on stderr (:class:`nerfkit.progress.Progress`)."""
     meta = run.meta
     mesh = parallel.render_mesh(chunk)
     params, state = parallel.replicate((run.params, run.sampler_state), mesh)
     bg = background_rgb(meta.background)
     fn = renderer.make_render_fn(run.graphdef, run.sampler, bg, mesh=mesh)
     frames = {"rgb": [], "depth": [], "opacity": []}
-    for i in tqdm(range(len(cams)), desc=f"rendering {cams.width}x{cams.height}", unit="frame",
-                  disable=not sys.stderr.isatty()):
+    bar = progress.Progress(len(cams), f"rendering {cams.width}x{cams.height}", unit="frame")
+    for i in range(len(cams)):
         o = renderer.render_view(fn, params, state, cams, i, chunk)
         frames["rgb"].append(visualize.to_uint8(o["rgb"]))
         frames["depth"].append(visualize.to_uint8(visualize.depth_to_rgb(o["depth"], o["opacity"], meta.near, meta.far)))
@@ -73,6 +78,8 @@ def render_frames(run: runs.Run, cams: Cameras, chunk: int, png_dir: Path | None
         if png_dir is not None:
             png_dir.mkdir(parents=True, exist_ok=True)
             visualize.write_png(png_dir / f"{i:04d}.png", frames["rgb"][-1])
+        bar.update()
+    bar.close()
     return frames
 
 
@@ -80,8 +87,8 @@ def render_path(run_dir, path: str = "auto", frames: int = 120, fps: float = 30,
                 height: int | None = None, out=None, pngs: bool = False, video: bool = True,
                 chunk: int | None = None) -> dict:
     """Render a camera path of a fitted run (see :func:`path_cameras`) to ``OUT/<path>_{rgb,depth,opacity}.mp4``
-    and/or PNG frames (``OUT/frames/``; ``OUT`` defaults to ``RUN_DIR/render``). ``frames``: frames of an orbit
-    or spiral; ``width``/``height``: output size (default: the training size). Returns the written files
+    and/or PNG frames (``OUT/frames/``; ``OUT`` defaults to ``RUN_DIR/render``). ``frames``: frames of an orbit,
+    spiral or interpolated path; ``width``/``height``: output size (default: the training size). Returns the written files
     and timing."""
     run = runs.load_run(Path(run_dir))
     cams, name = path_cameras(run.meta, path, frames)

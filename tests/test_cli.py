@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cli.main import main as cli_main
@@ -88,6 +89,11 @@ def test_render_and_evaluate(fitted_run, tmp_path):
     assert metrics["views"] == 2 and len(metrics["per_view"]) == 2 and metrics["step"] == 4
     assert 0.0 < metrics["psnr"] < 100.0
     assert "PSNR" in e_out
+    # Progress off a terminal: a line at the end (and every 10 s), with the time per frame / view.
+    assert "rendering 16x16: 3/3 frames, " in r_err and " s/frame, " in r_err
+    assert "evaluating test at 16x16: 2/2 views, " in e_err and " s/view, " in e_err
+    assert metrics["seconds_per_view"] == pytest.approx(np.mean([r["seconds"] for r in metrics["per_view"]]))
+    assert 0 < metrics["seconds_per_view"] * 2 <= metrics["seconds"]
 
 
 def _malformed_dataset(tmp: Path, data: Path) -> Path:

@@ -168,6 +168,28 @@ def test_import_text_model(tmp_path):
                                atol=1e-6)
 
 
+def test_import_then_load_holds_out_every_8th_image_in_name_order(tmp_path):
+    # A real capture without named splits (what colmap / colmap-import write): the LLFF protocol, every 8th
+    # image in file-name order is a test view, whatever order the model lists its images in.
+    sparse, images, n, (w, h) = tmp_path / "sparse", tmp_path / "imgs", 17, (32, 24)
+    sparse.mkdir()
+    images.mkdir()
+    (sparse / "cameras.txt").write_text(f"1 PINHOLE {w} {h} 30 30 16 12\n")
+    lines = []
+    for k, i in enumerate(np.random.default_rng(0).permutation(n)):  # image ids unrelated to the names
+        a = 2 * np.pi * i / n
+        q, t = _colmap_pose(look_at((4 * np.cos(a), 4 * np.sin(a), 1.0), (0, 0, 0), (0, 0, 1)))
+        lines += [f"{k + 1} {' '.join(f'{v:.17g}' for v in (*q, *t))} 1 img_{i:02d}.png", ""]
+        iio.imwrite(images / f"img_{i:02d}.png", np.full((h, w, 3), 10 * i, np.uint8))
+    (sparse / "images.txt").write_text("\n".join(lines) + "\n")
+    (sparse / "points3D.txt").write_text("")
+    import_colmap_model(sparse, images, tmp_path / "out")
+    scene = load_nerfstudio(tmp_path / "out")
+    assert set(scene.splits) == {"train", "test"}
+    assert scene.splits["test"].names == ("images/img_00.png", "images/img_08.png", "images/img_16.png")
+    assert scene.splits["train"].names == tuple(f"images/img_{i:02d}.png" for i in range(n) if i % 8)
+
+
 def test_import_radial_model_becomes_opencv(tmp_path):
     _write_text_model(tmp_path / "sparse", tmp_path / "imgs", model="SIMPLE_RADIAL", params=(50.0, 32.0, 24.0, -0.05))
     res = import_colmap_model(tmp_path / "sparse", tmp_path / "imgs", tmp_path / "out")
