@@ -100,8 +100,8 @@ class CodeFitter:
     def for_run(cls, run, fn: renderer.RenderFn, params, state, background, steps: int = 200, lr: float = 1e-2,
                 batch: int | None = None) -> "CodeFitter":
         """The protocol for a restored run (:class:`nerfkit.runs.Run`); ``batch`` defaults to the training batch
-        (at most 4096 rays)."""
-        batch = batch or min(run.cfg.train.batch_rays, 4096)
+        (at most 256 rays: a code has a few dozen numbers, and the fit should cost less than rendering the view)."""
+        batch = batch or min(run.cfg.train.batch_rays, 256)
         fit = make_code_fit(run.graphdef, run.sampler, background, steps, batch, lr)
         return cls(fn, params, state, render_code(run.graphdef, params), fit, steps, lr, run.cfg.train.seed)
 
