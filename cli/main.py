@@ -21,7 +21,7 @@ from nerfkit.errors import InputError  # noqa: E402
 USAGE = """usage: nerfkit COMMAND [ARGS]
 
 commands:
-  fit [PRESET] [FLAGS]    fit a radiance field (default preset: demo, the built-in scene)
+  fit [PRESET] [FLAGS]    fit a radiance field (no PRESET: one chosen from --data; demo without data)
   render RUN_DIR          render a camera path of a fitted run to mp4 (rgb, depth, opacity)
   evaluate RUN_DIR        PSNR/SSIM on held-out views, with images and a metrics JSON
   data demo OUT_DIR       write the built-in procedural scene in Blender layout
@@ -130,17 +130,21 @@ class ColmapImportArgs:
 
 
 def _fit(argv: list[str]) -> int:
-    from configs import PRESETS, describe
-
-    preset = "demo"
-    if argv and not argv[0].startswith("-"):
-        preset = argv.pop(0)
-        if preset not in PRESETS:
-            raise InputError(f"unknown preset '{preset}' (choose from: {', '.join(PRESETS)})", field="PRESET")
-    desc, default = PRESETS[preset]
+    from configs import PRESETS, apply_overrides
     from nerfkit.config import FitConfig
 
-    cfg = tyro.cli(FitConfig, default=default, args=argv, prog=f"nerfkit fit {preset}", description=f"Fit with the '{preset}' preset: {desc}.")
+    preset = named = _named_preset(argv)
+    if preset is None and not any(a in ("-h", "--help") for a in argv):
+        preset, overrides, reason = _choose_preset(argv)
+        default = apply_overrides(PRESETS[preset][1], overrides)
+        print(f"nerfkit: preset {preset} ({reason}; --preset to choose another)", file=sys.stderr, flush=True)
+    else:
+        preset = preset or "demo"
+        default = PRESETS[preset][1]
+    desc = f"Fit with the '{preset}' preset: {PRESETS[preset][0]}."
+    if named is None:
+        desc += " Without a PRESET, nerfkit chooses one from --data (demo without data; see README)."
+    cfg = tyro.cli(FitConfig, default=default, args=argv, prog=f"nerfkit fit {preset}", description=desc)
     cfg = dataclasses.replace(cfg, preset=preset)
     if preset != "demo" and cfg.out == default.out and cfg.data.data is not None:
         cfg = dataclasses.replace(cfg, out=Path("runs") / f"{Path(cfg.data.data).name}-{preset}")
@@ -148,6 +152,35 @@ def _fit(argv: list[str]) -> int:
 
     fit(cfg, start_time=_START)
     return 0
+
+
+def _named_preset(argv: list[str]) -> str | None:
+    """The preset the user named (``nerfkit fit NAME`` or ``--preset NAME``), removed from ``argv``; None if none."""
+    from configs import PRESETS
+
+    name = None
+    if argv and not argv[0].startswith("-"):
+        name = argv.pop(0)
+    for i, a in enumerate(argv):
+        if a == "--preset" and i + 1 < len(argv):
+            name = argv[i + 1]
+            del argv[i:i + 2]
+            break
+        if a.startswith("--preset="):
+            name = argv.pop(i).partition("=")[2]
+            break
+    if name is not None and name not in PRESETS:
+        raise InputError(f"unknown preset '{name}' (choose from: {', '.join(PRESETS)})", field="PRESET")
+    return name
+
+
+def _choose_preset(argv: list[str]) -> tuple[str, dict, str]:
+    """(preset, overrides, reason) for the ``--data`` of ``argv`` (read with the demo preset's flags)."""
+    from configs import PRESETS, choose
+    from nerfkit.config import FitConfig
+
+    cfg = tyro.cli(FitConfig, default=PRESETS["demo"][1], args=list(argv), prog="nerfkit fit")
+    return choose(cfg.data.data)
 
 
 def _render(argv: list[str]) -> int:
@@ -209,7 +242,23 @@ def _report_colmap(res, out_dir: Path) -> None:
     if res.missing:
         shown = ", ".join(res.missing[:5]) + (", ..." if len(res.missing) > 5 else "")
         print(f"  not registered (left out): {shown}")
-    print(f"  next: nerfkit fit --data {out_dir}")
+    cmd = fit_command(out_dir, res.size)
+    w, h = res.size
+    note = f"  # {w}x{h} images; the downscale keeps a CPU fit quick, leave it out on a GPU" if "--downscale" in cmd else ""
+    print(f"  next: {cmd}{note}")
+
+
+def fit_command(data: Path, size: tuple[int, int]) -> str:
+    """The ``nerfkit fit`` command suited to a capture with images of ``size`` (width, height): the preset is
+    chosen from the data; a downscale keeps the longer side near ``configs.choose.MAX_CPU_SIDE`` pixels.
+
+    >>> fit_command(Path("out"), (960, 544))
+    'nerfkit fit --data out --downscale 2'
+    """
+    from configs import cpu_downscale
+
+    factor = cpu_downscale(*size)
+    return f"nerfkit fit --data {data}" + (f" --downscale {factor}" if factor > 1 else "")
 
 
 def _data_colmap(argv: list[str]) -> int:

@@ -133,6 +133,10 @@ class ModelConfig:
     exposure / white balance / lighting that changes between photos is explained per image (0: off)."""
     appearance_render: int = -1
     """Appearance used for novel views: -1 the mean of the training images' embeddings, i >= 0 image i's."""
+    pose_refine: bool = False
+    """Learn a correction of each training camera's pose with the field (6 numbers per image: a rotation
+    vector and a translation, applied as exp(delta) @ c2w to its rays; see nerfkit/poses.py), at the learning
+    rate --train.pose-lr. Renders and evaluation use the cameras as given."""
     mip: bool = False
     """mip-NeRF: encode each sample's conical frustum (pixel footprint) with the integrated positional
     encoding instead of a point, so the field is pre-filtered for rendering at other scales (hierarchical
@@ -174,6 +178,9 @@ class TrainConfig:
     """Adam learning rate at the start (decays exponentially to lr_final)."""
     lr_final: float = 5e-5
     """Learning rate at the end of training (by steps or by time budget, whichever ends first)."""
+    pose_lr: float = 1e-3
+    """Learning rate of the pose corrections (--model.pose-refine) at the start; it follows lr's warm-up and
+    decay (it is lr times pose_lr / lr_init)."""
     lr_warmup_steps: int = 0
     """Linear warm-up of the learning rate over this many steps."""
     adam_eps: float = 1e-7

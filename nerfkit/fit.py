@@ -198,7 +198,7 @@ class FitLoop:
         tcfg = cfg.train
         self.graphdef, params = build_model(cfg.model, tcfg.seed, scene.aabb, num_images=len(scene.splits["train"]))
         self.sampler = samplers.build(cfg.model, Bounds.of(scene.near, scene.far, scene.aabb), tcfg)
-        tx = make_optimizer(tcfg)
+        tx = make_optimizer(tcfg, cfg.model.pose_refine)
         self.state = FitState(0, params, tx.init(params), self.sampler.init_state())
         self.checkpointer = Checkpointer(self.out, keep=tcfg.keep_checkpoints)
         if cfg.resume and self.checkpointer.latest_step() is not None:
@@ -207,7 +207,7 @@ class FitLoop:
             print(f"resuming from step {step}", file=sys.stderr)
         s = self.state
         s.params, s.opt_state, s.sampler_state = parallel.replicate((s.params, s.opt_state, s.sampler_state), mesh)
-        self.data = parallel.replicate(TrainData.from_scene(scene, tcfg.multiscale), mesh)
+        self.data = parallel.replicate(TrainData.from_scene(scene, tcfg.multiscale, cfg.model.pose_refine), mesh)
         self.train_step = make_train_step(self.graphdef, tx, self.sampler, batch_rays=tcfg.batch_rays,
                                           background=cfg.data.background, seed=tcfg.seed, mesh=mesh)
         self.update_sampler = make_sampler_update(self.graphdef, self.sampler, mesh)

@@ -24,7 +24,9 @@ DEFAULT_AABB = ((-1.5,) * 3, (1.5,) * 3)
 
 class NeRFModel(nnx.Module):
     """The fields of a model: ``coarse`` always, ``fine`` when the sampler evaluates a second field (NeRF
-    section 5.2), and an appearance embedding per training image when ``cfg.appearance_dim`` is set."""
+    section 5.2), an appearance embedding per training image when ``cfg.appearance_dim`` is set, and a pose
+    correction per training image (``pose_corrections`` [N, 6], used by the train step only) when
+    ``cfg.pose_refine`` is."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, aabb=DEFAULT_AABB, num_images: int = 0):
         self.cfg = cfg
@@ -45,6 +47,8 @@ class NeRFModel(nnx.Module):
                                  field="--model.appearance-render")
             self.appearance = nnx.Embed(max(num_images, 1), app, rngs=rngs,
                                         embedding_init=nnx.initializers.normal(0.01))
+        if cfg.pose_refine:  # per training image (w, t) camera corrections, zero at first (nerfkit.poses)
+            self.pose_corrections = nnx.Param(jnp.zeros((max(num_images, 1), 6), jnp.float32))
 
     def appearance_codes(self, rays: Rays) -> jax.Array | None:
         """float32 [B, appearance_dim] appearance code of each ray, or None without embeddings.

@@ -7,6 +7,9 @@ in step ``k`` comes from ``fold_in(seed_key, k)``, so a resumed fit replays the 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -16,16 +19,25 @@ from flax import nnx
 
 from nerfkit import cameras as cam
 from nerfkit import metrics as metrics_lib
-from nerfkit import parallel
+from nerfkit import parallel, poses
 from nerfkit.config import TrainConfig
 from nerfkit.errors import InputError
 from nerfkit.samplers import Sampler
 from nerfkit.types import Rays, Scene, background_rgb
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    """Adam without the learning rate: the step multiplies by the (host-computed) rate itself."""
+POSE_PARAM = "pose_corrections"  # the model's pose corrections (nerfkit.poses), with their own learning rate
+
+
+def make_optimizer(cfg: TrainConfig, pose_refine: bool = False) -> optax.GradientTransformation:
+    """Adam without the learning rate: the step multiplies by the (host-computed) rate itself. With
+    ``pose_refine``, the pose corrections' updates are also scaled by ``pose_lr / lr_init``."""
     parts = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip > 0 else []
+    if pose_refine:  # the optimiser state of a model without pose corrections stays as it was
+        is_pose = lambda params: jax.tree_util.tree_map_with_path(  # noqa: E731
+            lambda path, _: any(getattr(k, "key", None) == POSE_PARAM for k in path), params)
+        ratio = cfg.pose_lr / cfg.lr_init if cfg.lr_init else 0.0
+        return optax.chain(*parts, optax.scale_by_adam(eps=cfg.adam_eps), optax.masked(optax.scale(ratio), is_pose))
     return optax.chain(*parts, optax.scale_by_adam(eps=cfg.adam_eps))
 
 
@@ -40,29 +52,38 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
 @flax.struct.dataclass
 class TrainData:
     """Every training ray, on the device: origins, directions [R, 3], premultiplied RGBA [R, 4], the pixel
-    cone radius [R] (mip-NeRF) and the image each ray comes from [R] (appearance embeddings)."""
+    cone radius [R] (mip-NeRF) and the image each ray comes from [R] (appearance embeddings, pose
+    corrections). ``ndc`` (static): None, or the scene's NDC projection (fx, fy, cx, cy, width, height, near)
+    when the rays of NDC cameras are kept in world space (to be corrected, then mapped, in the step)."""
 
     origins: jax.Array
     directions: jax.Array
     rgba: jax.Array
     radii: jax.Array
     image_ids: jax.Array
+    ndc: tuple | None = flax.struct.field(pytree_node=False, default=None)
 
     @classmethod
-    def from_scene(cls, scene: Scene, levels: int = 1) -> "TrainData":
+    def from_scene(cls, scene: Scene, levels: int = 1, world_rays: bool = False) -> "TrainData":
         """The training split's rays; with ``levels`` > 1, also those of its area-downscaled copies at 1/2,
         1/4, ... (mip-NeRF's multi-scale training). Level ``k``'s rays are repeated ``4^k`` times, so every
-        level is drawn equally often (as mip-NeRF weights its loss by pixel area)."""
+        level is drawn equally often (as mip-NeRF weights its loss by pixel area). ``world_rays``: rays of
+        NDC cameras stay in world space, with their projection in ``ndc`` (for pose corrections)."""
         from nerfkit.data.images import area_downscale
         from nerfkit.mip import pixel_radius
 
-        split = scene.splits["train"]
+        split, ndc = scene.splits["train"], None
+        cameras = split.cameras
+        if world_rays and cameras.ndc_near is not None:  # NDC's projection is the same at every level
+            ndc = (*(float(getattr(cameras, k)[0]) for k in ("fx", "fy", "cx", "cy")), cameras.width,
+                   cameras.height, float(cameras.ndc_near))
+            cameras = dataclasses.replace(cameras, ndc_near=None)
         parts = []
         for k in range(levels):
             f = 2 ** k
-            if split.cameras.width % f or split.cameras.height % f:
+            if cameras.width % f or cameras.height % f:
                 raise InputError(f"{levels} levels need image sizes divisible by {f}", field="--train.multiscale")
-            cams = split.cameras.scaled(1.0 / f) if f > 1 else split.cameras
+            cams = cameras.scaled(1.0 / f) if f > 1 else cameras
             rgba = area_downscale(split.rgba, f) if f > 1 else split.rgba
             o, d = cam.all_rays(cams)
             n = cams.width * cams.height
@@ -70,7 +91,7 @@ class TrainData:
             ids = np.repeat(np.arange(len(cams), dtype=np.int32), n)
             level = [o.reshape(-1, 3), d.reshape(-1, 3), rgba.reshape(-1, 4), radii.astype(np.float32), ids]
             parts.append([np.tile(x, (f * f,) + (1,) * (x.ndim - 1)) for x in level])
-        return cls(*(jnp.asarray(np.concatenate(xs)) for xs in zip(*parts)))
+        return cls(*(jnp.asarray(np.concatenate(xs)) for xs in zip(*parts)), ndc=ndc)
 
 
 def _photometric_loss(sampler: Sampler, out, target, batch_rays: int):
@@ -96,10 +117,12 @@ def make_train_step(graphdef, tx, sampler: Sampler, *, batch_rays: int, backgrou
     """
     base_key = jax.random.key(seed)
     fixed_bg = jnp.asarray(background_rgb(background))
-    mip, appearance = sampler.cfg.mip, sampler.cfg.appearance_dim > 0
+    mip, appearance, refine = sampler.cfg.mip, sampler.cfg.appearance_dim > 0, sampler.cfg.pose_refine
 
-    def loss_fn(params, rays, target, bg, key, state):
+    def loss_fn(params, rays, target, bg, key, state, ndc=None):
         model = nnx.merge(graphdef, params)
+        if refine:  # the training cameras' learned corrections (nerfkit.poses); renders use the cameras as given
+            rays = poses.refine_rays(rays, model.pose_corrections[...][rays.image_ids], ndc)
         out = sampler.render_train(model, rays, key, state, bg)
         return _photometric_loss(sampler, out, target, batch_rays)
 
@@ -107,14 +130,15 @@ def make_train_step(graphdef, tx, sampler: Sampler, *, batch_rays: int, backgrou
         k_idx, k_bg, k_render = jax.random.split(jax.random.fold_in(base_key, step), 3)
         idx = parallel.shard_batch(jax.random.randint(k_idx, (batch_rays,), 0, data.origins.shape[0]), mesh)
         rays = Rays(origins=data.origins[idx], directions=data.directions[idx], viewdirs=data.directions[idx],
-                    radii=data.radii[idx] if mip else None, image_ids=data.image_ids[idx] if appearance else None)
+                    radii=data.radii[idx] if mip else None,
+                    image_ids=data.image_ids[idx] if appearance or refine else None)
         pix = data.rgba[idx]
         bg = fixed_bg
         if background == "random":
             bg = parallel.shard_batch(jax.random.uniform(k_bg, (batch_rays, 3)), mesh)
         target = pix[:, :3] + (1.0 - pix[:, 3:]) * bg
-        (loss, (mse, n_rays, n_samples)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            params, rays, target, bg, k_render, state)
+        (loss, (mse, n_rays, n_samples)), grads = jax.value_and_grad(
+            functools.partial(loss_fn, ndc=data.ndc), has_aux=True)(params, rays, target, bg, k_render, state)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
         return params, opt_state, {"loss": loss, "psnr": metrics_lib.psnr_from_mse(mse), "rays": n_rays,

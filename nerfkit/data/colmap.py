@@ -66,6 +66,7 @@ class ColmapResult:
       total: images given.
       missing: names of the images COLMAP could not register.
       camera_model: ``PINHOLE`` or ``OPENCV``.
+      size: (width, height) of the images in pixels.
     """
 
     transforms: Path
@@ -73,6 +74,7 @@ class ColmapResult:
     total: int
     missing: tuple[str, ...]
     camera_model: str
+    size: tuple[int, int]
 
 
 # ------------------------------------------------------------------------------------------- conventions
@@ -282,7 +284,7 @@ def write_transforms(rec, images_dir: Path, out_dir: Path, model_path: Path, tot
         extra["aabb"] = aabb
     path = write_nerfstudio(out_dir, frames, intrinsics, extra)
     return ColmapResult(transforms=path, registered=len(posed), total=total if total is not None else len(images),
-                        missing=missing, camera_model=intrinsics["camera_model"])
+                        missing=missing, camera_model=intrinsics["camera_model"], size=next(iter(sizes)))
 
 
 # ---------------------------------------------------------------------------------------------- entries
