@@ -9,9 +9,10 @@ and the reason printed to the user:
 * ``forward``, a forward-facing real capture (LLFF ``poses_bounds.npy`` whose cameras face one way): the
   loader gives NDC rays, which already map the scene to a unit cube, so ``real-capture`` without the
   contraction and without inverse-depth sampling (NDC's ``t`` is already linear in inverse depth);
-* ``360``, a real capture around its subject (``transforms.json`` from nerfstudio / Instant-NGP /
-  ``nerfkit data colmap``, opaque ``transforms_*.json``, or ``poses_bounds.npy`` whose cameras surround their
-  focus point): ``real-capture`` as it is (world rays, contracted unbounded space).
+* ``360``, a real capture in world space (``transforms.json`` from nerfstudio / Instant-NGP /
+  ``nerfkit data colmap``, opaque ``transforms_*.json``, or a ``poses_bounds.npy`` whose viewing directions
+  spread more than 45 degrees, which the LLFF loader then loads in world space:
+  :func:`nerfkit.data.capture_kind`): ``real-capture`` as it is (world rays, contracted unbounded space).
 
 :func:`capture_kind` reads only metadata (JSON, the ``.npy`` poses and the first image of a Blender layout).
 """
@@ -25,10 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from nerfkit.errors import InputError
-
-SURROUND_RESULTANT = 0.8
-"""Cameras surround their focus point when the mean of the unit vectors from it to them is shorter than this
-(cameras spread over an arc of about 130 degrees or more; a forward-facing capture is close to 1)."""
 
 MAX_CPU_SIDE = 500
 """The longer image side :func:`cpu_downscale` aims for (pixels): a fit on a CPU stays interactive."""
@@ -60,13 +57,11 @@ def capture_kind(path: Path | str) -> str:
     if (root / "transforms_train.json").is_file():
         return "blender" if _transparent(root, root / "transforms_train.json") else "360"
     if (root / "transforms.json").is_file():
-        return "360"
-    if (root / "poses_bounds.npy").is_file():
-        return "360" if _surrounds(root / "poses_bounds.npy") else "forward"
-    from nerfkit.data import load_scene
+        return "360"  # world rays, contracted, whichever way the cameras face (as nerfstudio fits them)
+    from nerfkit.data import capture_kind as data_kind
 
-    load_scene(root)  # not a dataset: raises the loader's own error
-    raise InputError("unrecognised dataset format", root)
+    # poses_bounds.npy: the LLFF loader's own rule (NDC for "forward"), so the choice matches the rays it gives.
+    return data_kind(root)
 
 
 def _root(p: Path) -> Path:
@@ -97,20 +92,6 @@ def _first_frame(json_path: Path) -> dict:
 
     frames = read_json(json_path).get("frames")
     return frames[0] if isinstance(frames, list) and frames and isinstance(frames[0], dict) else {}
-
-
-def _surrounds(poses_bounds: Path) -> bool:
-    """Whether the cameras of ``poses_bounds.npy`` surround the point closest to their optical axes."""
-    from nerfkit.camera_paths import focus_point
-    from nerfkit.data.llff import read_poses_bounds
-
-    c2w = read_poses_bounds(poses_bounds)[0]
-    focus = focus_point(c2w)
-    if focus is None:  # (nearly) parallel axes
-        return False
-    u = c2w[:, :, 3] - focus
-    u /= np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-12)
-    return bool(np.linalg.norm(u.mean(axis=0)) < SURROUND_RESULTANT)
 
 
 def _source(p: Path, kind: str) -> str:
