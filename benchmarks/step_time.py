@@ -8,7 +8,6 @@ Prints one JSON line: preset, overrides, batch, s/step (median of the timed step
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 
@@ -16,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import PRESETS
+from configs import PRESETS, apply_overrides
 from nerfkit import samplers
 from nerfkit.model import build_model
 from nerfkit.train_step import TrainData, make_optimizer, make_train_step
@@ -24,15 +23,15 @@ from nerfkit.types import Bounds
 
 
 def override(cfg, key: str, value: str):
-    head, _, rest = key.partition(".")
-    cur = getattr(cfg, head)
-    if rest:
-        return dataclasses.replace(cfg, **{head: override(cur, rest, value)})
+    """``cfg`` with the field at dotted ``key`` set from the string ``value`` (typed like the current value)."""
+    cur = cfg
+    for part in key.split("."):
+        cur = getattr(cur, part)
     if isinstance(cur, tuple):
         val = tuple(int(v) for v in value.split(",") if v)
     else:
-        val = type(cur)(value) if not isinstance(cur, bool) else value == "true"
-    return dataclasses.replace(cfg, **{head: val})
+        val = value == "true" if isinstance(cur, bool) else type(cur)(value)
+    return apply_overrides(cfg, {key: val})
 
 
 def main():

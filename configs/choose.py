@@ -101,7 +101,7 @@ def _source(p: Path, kind: str) -> str:
         return "transforms_train.json with " + ("transparent images" if kind == "blender" else "opaque images")
     if (root / "transforms.json").is_file():
         return "transforms.json" + (" from COLMAP" if "colmap_im_id" in _first_frame(root / "transforms.json") else "")
-    return "poses_bounds.npy, " + ("cameras around their focus point" if kind == "360" else "cameras facing one way")
+    return "poses_bounds.npy, " + ("views spread all around" if kind == "360" else "cameras facing one way")
 
 
 def apply_overrides(cfg, overrides: dict):
