@@ -4,8 +4,9 @@ A held-out photo has no trained code; the mean of the training codes (what ``ren
 with its own exposure or white balance unfairly. NeRF-W instead optimises a code for each held-out view on the
 LEFT half of its pixels, with the model frozen, and scores the RIGHT half only. :class:`CodeFitter` does this:
 a jitted Adam loop (``steps`` steps on random batches of left-half rays, from the render-time code) through
-the run's own sampler, then the right half rendered with the fitted code by the same chunked renderer as every
-other view (:mod:`nerfkit.renderer`). One compiled program serves every view of a split (they share one size).
+the run's own sampler; the view is then rendered once with both codes (:meth:`CodeFitter.codes`: the renderer
+computes each ray's samples and densities once and its colour with each code), by the same chunked renderer as
+every other view (:mod:`nerfkit.renderer`). One compiled program serves every view of a split.
 
 What is differentiated: :meth:`~nerfkit.samplers.base.Sampler.render_train`, the sampler's training render
 (the train step takes its gradient, so every sampler provides one; ``render`` itself may not be differentiable,
@@ -105,15 +106,10 @@ class CodeFitter:
         fit = make_code_fit(run.graphdef, run.sampler, background, steps, batch, lr)
         return cls(fn, params, state, render_code(run.graphdef, params), fit, steps, lr, run.cfg.train.seed)
 
-    def score(self, cams: Cameras, index: int, gt: np.ndarray, mean_rgb: np.ndarray, chunk: int) -> tuple[dict, np.ndarray]:
-        """Fit a code to the left half of view ``index`` and score the right half with it and with the
-        render-time code (``mean_rgb``: the view rendered with that code, float [H, W, 3]; ``gt`` likewise).
-
-        Returns:
-          (``{"mean_code": {psnr, ssim}, "fitted_code": {psnr, ssim}, "fit_seconds": s}``, the right half
-          rendered with the fitted code float32 [H, W - W // 2, 3]). SSIM is None for a half under 11 pixels wide.
-        """
-        left, right = halves(cams.width)
+    def fit_code(self, cams: Cameras, index: int, gt: np.ndarray) -> tuple[np.ndarray, float]:
+        """(the code fitted to the left half of view ``index`` float32 [A], the seconds it took); ``gt`` the
+        view's image float [H, W, 3]."""
+        left, _ = halves(cams.width)
         rays = cam.image_rays(cams, index, np)
         radii = np.full(rays.origins.shape[:-1], float(pixel_radius(float(cams.fx[index]))), np.float32)
         t0 = time.time()
@@ -121,11 +117,25 @@ class CodeFitter:
                 for a in (rays.origins, rays.directions, radii, np.asarray(gt, np.float32))]
         code = jax.device_get(self.fit(self.params, self.state, jnp.asarray(self.code0), *half,
                                        jax.random.key(self.seed * 100003 + index)))
-        fit_seconds = time.time() - t0
-        fitted = renderer.render_rays_chunked(self.fn, self.params, self.state, rays.origins[:, right],
-                                              rays.directions[:, right], chunk, radii=radii[:, right],
-                                              appearance=code)["rgb"]
-        scores = {"mean_code": half_metrics(mean_rgb[:, right], gt[:, right]),
+        return code, time.time() - t0
+
+    def codes(self, fitted: np.ndarray) -> np.ndarray:
+        """float32 [2, A]: the render-time code and ``fitted``, to render a view with both at once (the
+        renderer computes its geometry once: a code only changes colours)."""
+        return np.stack([np.asarray(self.code0, np.float32), np.asarray(fitted, np.float32)])
+
+    @staticmethod
+    def score(rgb: np.ndarray, gt: np.ndarray, fit_seconds: float) -> tuple[dict, np.ndarray]:
+        """Score the right half of a view rendered with :meth:`codes` (``rgb`` float [H, W, 2, 3]: the
+        render-time code's colours, then the fitted code's) against ``gt`` [H, W, 3].
+
+        Returns:
+          (``{"mean_code": {psnr, ssim}, "fitted_code": {psnr, ssim}, "fit_seconds": s}``, the right half
+          rendered with the fitted code float32 [H, W - W // 2, 3]). SSIM is None for a half under 11 pixels wide.
+        """
+        _, right = halves(gt.shape[1])
+        fitted = rgb[:, right, 1]
+        scores = {"mean_code": half_metrics(rgb[:, right, 0], gt[:, right]),
                   "fitted_code": half_metrics(fitted, gt[:, right]), "fit_seconds": fit_seconds}
         return scores, fitted
 

@@ -92,6 +92,11 @@ class ModelConfig:
     """Proposal sampler: the density-only proposal fields (one per entry of proposal_samples)."""
     proposal_samples: tuple[int, ...] = (64,)
     """Proposal sampler: samples per ray of each proposal pass, in order (one small field per pass)."""
+    render_proposal_samples: tuple[int, ...] = ()
+    """Proposal sampler: proposal_samples when rendering (render, evaluate; one entry per pass; empty: as in
+    training). Rendering evaluates every sample of every ray, so its time follows these counts."""
+    render_num_fine: int = 0
+    """Proposal sampler: num_fine when rendering (0: as in training)."""
     interlevel_loss: float = 1.0
     """Proposal sampler: weight of the interlevel loss (mip-NeRF 360 eq. 13) that teaches each proposal field
     to bound the radiance field's weights."""

@@ -87,14 +87,23 @@ def _load_split(run: runs.Run, split: str, data: Path | None) -> SplitData:
 
 def _evaluate_view(fn, params, state, views: SplitData, i: int, gt: np.ndarray, chunk: int,
                    fitter: appearance_eval.CodeFitter | None) -> tuple[dict, dict]:
-    """(the view's row of metrics.json, its images: ``rgb``, ``depth``, ``opacity`` and ``fitted`` or None)."""
+    """(the view's row of metrics.json, its images: ``rgb``, ``depth``, ``opacity`` and ``fitted`` or None).
+
+    With a ``fitter`` the code of the view's left half is fitted first and the view rendered once with both
+    codes (:meth:`~nerfkit.appearance_eval.CodeFitter.codes`)."""
     t0 = time.time()
-    pred = renderer.render_view(fn, params, state, views.cameras, i, chunk)
-    row = {"view": i, "name": views.names[i], **metrics.image_metrics(pred["rgb"], gt),
-           "render_seconds": time.time() - t0}
+    code, fit_seconds = fitter.fit_code(views.cameras, i, gt) if fitter is not None else (None, 0.0)
+    t1 = time.time()
+    codes = None if fitter is None else fitter.codes(code)
+    pred = renderer.render_view(fn, params, state, views.cameras, i, chunk, appearance=codes)
     fitted = None
     if fitter is not None:
-        row["right_half"], fitted = fitter.score(views.cameras, i, gt, pred["rgb"], chunk)
+        right_half, fitted = fitter.score(pred["rgb"], gt, fit_seconds)
+        pred = {**pred, "rgb": pred["rgb"][..., 0, :]}
+    row = {"view": i, "name": views.names[i], **metrics.image_metrics(pred["rgb"], gt),
+           "render_seconds": time.time() - t1}
+    if fitter is not None:
+        row["right_half"] = right_half
     row["seconds"] = time.time() - t0
     return row, {**pred, "fitted": fitted}
 

@@ -187,19 +187,26 @@ class NeRFField(nnx.Module):
           x: float32 [..., 3] points (or Gaussian means); viewdirs: float32 [..., 3] unit directions
             (broadcastable to x); cov: optional float32 [..., 3] diagonal covariances of x (mip-NeRF);
           appearance: float32 [..., appearance_dim] per-image appearance code (broadcastable to x's batch;
-            NeRF-W), required when the field was built with ``appearance_dim > 0``.
+            NeRF-W), required when the field was built with ``appearance_dim > 0``; or [..., K, appearance_dim]
+            (one more axis than x): K codes for every point, the density and trunk computed once.
         Returns:
-          (sigma float32 [...] >= 0, rgb float32 [..., 3] in (0, 1)).
+          (sigma float32 [...] >= 0, rgb float32 [..., 3] in (0, 1)); rgb [..., 3 K] with K codes (code k's
+          colour in channels 3k .. 3k + 2).
         """
         cfg = self.cfg
         h, sigma = self._trunk(x, cov)
+        codes = appearance is not None and appearance.ndim > x.ndim  # K codes per point: a code axis before the last
+        if codes:
+            h = h[..., None, :]
+            viewdirs = None if viewdirs is None else viewdirs[..., None, :]
         if cfg.use_viewdirs:
             h = self._act(self._view_layer(self.feature(h), self._ray_inputs(viewdirs, appearance)))
         elif self.appearance_dim:
-            app = jnp.broadcast_to(appearance, (*x.shape[:-1], self.appearance_dim)).astype(self.dtype)
-            h = jnp.concatenate([h, app], axis=-1)
+            batch = jnp.broadcast_shapes(h.shape[:-1], appearance.shape[:-1])
+            app = jnp.broadcast_to(appearance, (*batch, self.appearance_dim)).astype(self.dtype)
+            h = jnp.concatenate([jnp.broadcast_to(h, (*batch, h.shape[-1])), app], axis=-1)
         rgb = jax.nn.sigmoid(self.color(h).astype(jnp.float32))
-        return sigma, rgb
+        return sigma, rgb.reshape(*rgb.shape[:-2], -1) if codes else rgb
 
     def _ray_inputs(self, viewdirs: jax.Array, appearance: jax.Array | None) -> jax.Array:
         """The encoded view direction and the appearance code, at their own (per-ray) shape."""

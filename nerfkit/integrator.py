@@ -149,9 +149,10 @@ class RaySums:
     depth: jax.Array
 
     @classmethod
-    def zeros(cls, num_rays: int) -> "RaySums":
+    def zeros(cls, num_rays: int, channels: int = 3) -> "RaySums":
+        """Sums of no samples (``channels`` colour channels: 3, or 3 K for K appearance codes a ray)."""
         z = jnp.zeros((num_rays,), jnp.float32)
-        return cls(optical=z, opacity=z, rgb=jnp.zeros((num_rays, 3), jnp.float32), depth=z)
+        return cls(optical=z, opacity=z, rgb=jnp.zeros((num_rays, channels), jnp.float32), depth=z)
 
     def __add__(self, other: "RaySums") -> "RaySums":
         return jax.tree.map(jnp.add, self, other)

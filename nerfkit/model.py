@@ -53,7 +53,7 @@ class NeRFModel(nnx.Module):
     def appearance_codes(self, rays: Rays) -> jax.Array | None:
         """float32 [B, appearance_dim] appearance code of each ray, or None without embeddings.
 
-        Rays that carry codes (``rays.appearance``) use them; training rays carry ``image_ids``; novel views use
+        Rays that carry codes (``rays.appearance``: [B, A], or [B, K, A] for K codes a ray) use them; training rays carry ``image_ids``; novel views use
         the mean of all training images' codes (or the one ``appearance_render`` names)."""
         cfg = self.cfg
         if not cfg.appearance_dim:
@@ -95,10 +95,11 @@ class NeRFModel(nnx.Module):
         elif self.cfg.mip and intervals is not None:
             radii = jnp.zeros(rays.origins.shape[:-1]) if rays.radii is None else rays.radii
             mean, cov = mip.frustum_to_gaussian(rays.origins, rays.directions, *intervals, radii)
-            return mean, rays.viewdirs[..., None, :], cov, None if app is None else app[..., None, :]
+            return mean, rays.viewdirs[..., None, :], cov, None if app is None else jnp.expand_dims(app, 1)
         else:
             points = rays.origins[..., None, :] + t[..., None] * rays.directions[..., None, :]
-            viewdirs, app = rays.viewdirs[..., None, :], None if app is None else app[..., None, :]
+            sample_axis = rays.origins.ndim - 1  # app [B, A], or [B, K, A] with K codes a ray
+            viewdirs, app = rays.viewdirs[..., None, :], None if app is None else jnp.expand_dims(app, sample_axis)
         if self.cfg.contraction:
             points = contract(points, self.cfg.contraction_radius, self.cfg.contraction_norm)
         return points, viewdirs, None, app

@@ -47,11 +47,15 @@ def _chunk_fn(graphdef, sampler: Sampler, background, mesh, slots_per_ray: int) 
 
     def local(params, state, origins, directions, radii, appearance):
         model = nnx.merge(graphdef, params)
-        if appearance is not None:  # one code for every ray of the chunk
-            appearance = jnp.broadcast_to(appearance, (*origins.shape[:-1], appearance.shape[-1]))
+        codes = appearance is not None and appearance.ndim == 2  # K codes [K, A]: the rays' colour in each
+        if appearance is not None:  # the same code(s) for every ray of the chunk: [C, A] or [C, K, A]
+            appearance = jnp.broadcast_to(appearance, (origins.shape[0], *appearance.shape))
         rays = Rays(origins=origins, directions=directions, viewdirs=directions, radii=radii, appearance=appearance)
-        out = sampler.render(model, rays, state, background, slots=origins.shape[0] * slots_per_ray)
+        bg = jnp.tile(background, appearance.shape[1]) if codes else background
+        out = sampler.render(model, rays, state, bg, slots=origins.shape[0] * slots_per_ray)
         pixels = out.pixels()
+        if codes:  # rgb [C, 3 K] -> [C, K, 3]
+            pixels = {**pixels, "rgb": pixels["rgb"].reshape(origins.shape[0], appearance.shape[1], 3)}
         return pixels if out.ray_ok is None else {**pixels, "ray_ok": out.ray_ok}
 
     if mesh is not None and mesh.size > 1:  # each device renders its own share of the chunk: no communication
@@ -69,7 +73,8 @@ def make_render_fn(graphdef, sampler: Sampler, background, *, mesh=None, slots_p
     directions [C, 3], radii [C] = None, appearance [A] = None) -> {rgb [C, 3], depth [C], opacity [C], ...}``.
 
     ``radii``: pixel cone radii at unit distance (mip-NeRF models; None: zero). ``appearance``: the appearance
-    code of every ray (models with appearance embeddings; None: the model's render-time code). A chunk of ``C`` rays gets
+    code of every ray, [A] (models with appearance embeddings; None: the model's render-time code), or K codes
+    [K, A]: then ``rgb`` is [C, K, 3], the rays' colour with each code, their geometry computed once. A chunk of ``C`` rays gets
     ``C * slots_per_ray`` field evaluations (default: the sampler's ``slots_per_ray``; per round for a sampler
     that renders in rounds). With a ``mesh`` (:mod:`nerfkit.parallel`), each device renders its share of every
     chunk (the chunk size must be divisible by the device count).
@@ -86,7 +91,8 @@ def render_rays_chunked(fn: RenderFn, params, state, origins: np.ndarray, direct
     """Render rays of any batch shape [..., 3] chunk by chunk; returns NumPy arrays of that batch shape.
 
     ``state``: the sampler's state; ``radii`` [...]: pixel cone radii (mip-NeRF models), or None; ``appearance``
-    float32 [A]: one appearance code for every ray, or None (the model's render-time code)."""
+    float32 [A]: one appearance code for every ray, or None (the model's render-time code); or [K, A]: K codes
+    (``rgb`` [..., K, 3])."""
     batch = origins.shape[:-1]
     o = np.asarray(origins, np.float32).reshape(-1, 3)
     d = np.asarray(directions, np.float32).reshape(-1, 3)
@@ -118,8 +124,10 @@ def _pad(size: int, *arrays: np.ndarray):
     return tuple(arrays)
 
 
-def render_view(fn: RenderFn, params, state, cams: Cameras, index: int, chunk: int) -> dict:
-    """Render view ``index`` of ``cams``: ``rgb`` [H, W, 3], ``depth`` [H, W], ``opacity`` [H, W]."""
+def render_view(fn: RenderFn, params, state, cams: Cameras, index: int, chunk: int, appearance=None) -> dict:
+    """Render view ``index`` of ``cams``: ``rgb`` [H, W, 3], ``depth`` [H, W], ``opacity`` [H, W]
+    (``appearance``: as :func:`render_rays_chunked` takes it; K codes give ``rgb`` [H, W, K, 3])."""
     rays = cam.image_rays(cams, index, np)
     radii = np.full(rays.origins.shape[:-1], float(pixel_radius(float(cams.fx[index]))), np.float32)
-    return render_rays_chunked(fn, params, state, rays.origins, rays.directions, chunk, radii=radii)
+    return render_rays_chunked(fn, params, state, rays.origins, rays.directions, chunk, radii=radii,
+                               appearance=appearance)

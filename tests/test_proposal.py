@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from nerfkit import evaluation, losses, samplers
+from nerfkit import evaluation, losses, renderer, samplers
 from nerfkit.config import DataConfig, FieldConfig, FitConfig, ModelConfig, TrainConfig
+from nerfkit.errors import InputError
 from nerfkit.fit import fit
 from nerfkit.model import build_model, contract
 from nerfkit.types import Bounds, Rays
@@ -126,3 +127,42 @@ def test_proposal_fit_improves_test_psnr(tmp_path, tiny_blender_dir):
     fit(cfg)
     after = evaluation.evaluate(tmp_path / "trained", split="test", save_images=0)
     assert after["psnr"] >= before["psnr"] + 6.0, (before["psnr"], after["psnr"])
+
+
+def test_several_appearance_codes_render_like_one_at_a_time():
+    """The chunked renderer given K codes [K, A] returns each code's colours ([..., K, 3]), equal to K
+    renders with one code each (the geometry is computed once)."""
+    cfg = _tiny_model_cfg(contraction=True, appearance_dim=4)
+    graphdef, params = build_model(cfg, 0, ((-1.0,) * 3, (1.0,) * 3), num_images=3)
+    sampler = samplers.build(cfg, Bounds(0.05, 3.0, ((-1.0,) * 3, (1.0,) * 3)))
+    fn = renderer.make_render_fn(graphdef, sampler, np.ones(3, np.float32))
+    rng = np.random.default_rng(5)
+    d = rng.normal(size=(40, 3)).astype(np.float32)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    o = (rng.normal(size=(40, 3)) * 0.3).astype(np.float32)
+    codes = rng.normal(size=(2, 4)).astype(np.float32)
+    both = renderer.render_rays_chunked(fn, params, sampler.init_state(), o, d, 16, appearance=codes)
+    assert both["rgb"].shape == (40, 2, 3)
+    for k in range(2):
+        one = renderer.render_rays_chunked(fn, params, sampler.init_state(), o, d, 16, appearance=codes[k])
+        np.testing.assert_allclose(both["rgb"][:, k], one["rgb"], atol=1e-5)
+        np.testing.assert_allclose(both["depth"], one["depth"], atol=1e-5)
+    assert np.abs(both["rgb"][:, 0] - both["rgb"][:, 1]).max() > 1e-3  # the codes do change the colours
+
+
+def test_render_time_sample_counts():
+    sampler, _ = _sampler(contraction=True, proposal_samples=(48,), num_fine=24, render_proposal_samples=(32,),
+                          render_num_fine=16)
+    assert sampler.counts(training=True) == ((48,), 24) and sampler.counts(training=False) == ((32,), 16)
+    cfg = _tiny_model_cfg(render_proposal_samples=(12, 8), render_num_fine=6)
+    graphdef, params = build_model(cfg, 0, ((-1.0,) * 3, (1.0,) * 3))
+    sampler = samplers.build(cfg, Bounds(0.05, 3.0, ((-1.0,) * 3, (1.0,) * 3)))
+    model = nnx.merge(graphdef, params)
+    d = jnp.asarray(np.eye(3, dtype=np.float32)[[0, 1, 2, 0]])
+    rays = Rays(jnp.zeros((4, 3)), d, d)
+    hist, s = sampler._passes(model, rays, jax.random.key(0), randomized=False)
+    assert [h[1].shape[-1] for h in hist] == [12, 8] and s.shape[-1] == 7  # rendering: the render counts
+    hist, s = sampler._passes(model, rays, jax.random.key(0), randomized=True)
+    assert [h[1].shape[-1] for h in hist] == [24, 16] and s.shape[-1] == 13  # training: the training counts
+    with pytest.raises(InputError, match="render-proposal-samples"):
+        _sampler(proposal_samples=(48, 24), render_proposal_samples=(32,))

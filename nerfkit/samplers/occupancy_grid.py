@@ -193,6 +193,7 @@ class OccupancyGridSampler:
             new, _ = integrator.accumulate(sigma, rgb, t, delta, ray=ray, num_rays=b, optical_before=sums.optical)
             return sums + new, cursor + taken, rounds + 1
 
-        init = (integrator.RaySums.zeros(b), jnp.zeros((b,), jnp.int32), jnp.zeros((), jnp.int32))
+        init = (integrator.RaySums.zeros(b, jnp.shape(background)[-1]), jnp.zeros((b,), jnp.int32),
+                jnp.zeros((), jnp.int32))
         sums, cursor, rounds = jax.lax.while_loop(lambda s: jnp.any(alive(s)), body, init)
         return integrator.finish(sums, background, t_far).replace(samples=cursor, rounds=rounds)

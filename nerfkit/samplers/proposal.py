@@ -54,6 +54,12 @@ class ProposalSampler:
         if not cfg.proposal_samples or min(cfg.proposal_samples) < 1 or cfg.num_fine < 1:
             raise InputError("the proposal sampler needs proposal_samples >= 1 each and num_fine >= 1",
                              field="--model.proposal-samples")
+        render = cfg.render_proposal_samples
+        if render and (len(render) != len(cfg.proposal_samples) or min(render) < 1):
+            raise InputError(f"needs one count >= 1 for each of the {len(cfg.proposal_samples)} proposal passes",
+                             field="--model.render-proposal-samples")
+        if cfg.render_num_fine < 0:
+            raise InputError("must be >= 0 (0: num_fine)", field="--model.render-num-fine")
         return ("coarse",) + tuple(f"proposal{i}" for i in range(len(cfg.proposal_samples)))
 
     @classmethod
@@ -88,14 +94,29 @@ class ProposalSampler:
         g0, g1 = _spacing(jnp.float32(near)), _spacing(jnp.float32(far))
         return jnp.clip(_spacing_inv(g0 + (g1 - g0) * s), near, far)
 
+    def counts(self, training: bool) -> tuple[tuple[int, ...], int]:
+        """(samples per proposal pass, radiance field samples) per ray, in training or when rendering.
+
+        >>> from nerfkit.types import Bounds
+        >>> cfg = ModelConfig(sampler="proposal", proposal_samples=(48,), num_fine=24, render_num_fine=16)
+        >>> sampler = ProposalSampler(cfg, Bounds(0.0, 10.0, ((0,) * 3,) * 2))
+        >>> sampler.counts(training=True), sampler.counts(training=False)
+        (((48,), 24), ((48,), 16))
+        """
+        cfg = self.cfg
+        if training:
+            return cfg.proposal_samples, cfg.num_fine
+        return cfg.render_proposal_samples or cfg.proposal_samples, cfg.render_num_fine or cfg.num_fine
+
     def _passes(self, model, rays: Rays, key, randomized: bool):
         """The proposal passes: [(s endpoints [B, S_k + 1], weights [B, S_k]) per pass], and the radiance
-        field's endpoints ``s`` [B, num_fine + 1]."""
-        cfg = self.cfg
+        field's endpoints ``s`` [B, num_fine + 1] (the counts of :meth:`counts`: training ones when
+        ``randomized``)."""
+        proposal_samples, num_fine = self.counts(training=randomized)
         batch = rays.origins.shape[:-1]
-        keys = jax.random.split(key, len(cfg.proposal_samples) + 1)
+        keys = jax.random.split(key, len(proposal_samples) + 1)
         histograms = []
-        for i, n in enumerate(cfg.proposal_samples):
+        for i, n in enumerate(proposal_samples):
             if i == 0:
                 s = sampling.stratified(keys[0], 0.0, 1.0, batch, n, randomized)
             else:
@@ -103,7 +124,7 @@ class ProposalSampler:
             t = self.to_t(s)
             sigma = model.query(f"proposal{i}", rays, 0.5 * (t[..., 1:] + t[..., :-1]), density_only=True)
             histograms.append((s, integrator.weights_from_density(sigma, t)))
-        return histograms, self._resample(keys[-1], *histograms[-1], cfg.num_fine, randomized)
+        return histograms, self._resample(keys[-1], *histograms[-1], num_fine, randomized)
 
     @staticmethod
     def _resample(key, s, w, n: int, randomized: bool):
