@@ -80,12 +80,12 @@ class EvaluateArgs:
     """Rays per rendering call."""
     save_images: int = 8
     """Write prediction / ground truth / error / depth PNGs for the first N views."""
-    appearance_steps: int = 200
+    appearance_steps: int = 50
     """Runs with appearance codes (--model.appearance-dim): NeRF-W's protocol, a code fitted to the left half of
     each view in this many Adam steps (model frozen) and the right half scored with it and with the mean code
     (0: skip it)."""
-    appearance_lr: float = 1e-2
-    """Adam learning rate of that fit."""
+    appearance_lr: float = 0.04
+    """Adam learning rate of that fit (50 steps at 0.04 score within 0.2 dB of 200 at 0.01 on bird, 4x faster)."""
 
 
 @dataclasses.dataclass(frozen=True)

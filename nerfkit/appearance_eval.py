@@ -98,7 +98,7 @@ class CodeFitter:
     seed: int = 0
 
     @classmethod
-    def for_run(cls, run, fn: renderer.RenderFn, params, state, background, steps: int = 200, lr: float = 1e-2,
+    def for_run(cls, run, fn: renderer.RenderFn, params, state, background, steps: int = 50, lr: float = 0.04,
                 batch: int | None = None) -> "CodeFitter":
         """The protocol for a restored run (:class:`nerfkit.runs.Run`); ``batch`` defaults to the training batch
         (at most 256 rays: a code has a few dozen numbers, and the fit should cost less than rendering the view)."""

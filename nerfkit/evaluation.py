@@ -17,8 +17,8 @@ PROTOCOL = ("NeRF-W: an appearance code fitted to the left half of each view (mo
 
 
 def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, out: Path | None = None,
-             data: Path | None = None, chunk: int | None = None, save_images: int = 8, appearance_steps: int = 200,
-             appearance_lr: float = 1e-2) -> dict:
+             data: Path | None = None, chunk: int | None = None, save_images: int = 8, appearance_steps: int = 50,
+             appearance_lr: float = 0.04) -> dict:
     """Render every view of ``split``, compute PSNR/SSIM on 8-bit images, write metrics and images.
 
     Ground truth is composited on the training background (white for ``random``), both sides quantised to
