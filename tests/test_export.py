@@ -12,6 +12,7 @@ import trimesh
 
 from cli.main import main as cli_main
 from nerfkit import export, runs
+from nerfkit.data.common import normalising_transform
 from nerfkit.data.nerfstudio import read_poses
 from nerfkit.frames import apply_to_points
 
@@ -40,12 +41,12 @@ def test_marching_cubes_of_a_sphere_finds_its_radius_with_outward_normals():
 
 
 @pytest.fixture(scope="module")
-def sphere_field(tiny_nerfstudio_run):
+def sphere_field(tiny_nerfstudio_dir):
     """An analytic field for the tiny run (monkeypatched into nerfkit.export): a sphere of radius 1 around the
     demo scene's origin as it lies in the capture's file frame, coloured by its outward direction in the file frame."""
     m = file_from_demo()
     centre_file, radius_file = m[:3, 3], 1.0
-    to_scene = runs.SceneMeta(tiny_nerfstudio_run / "scene.json").file_to_scene
+    to_scene = normalising_transform(read_poses(tiny_nerfstudio_dir / "transforms.json"))  # the loader's rule
     s = np.cbrt(np.linalg.det(to_scene[:3, :3]))
     centre, radius = jnp.asarray(apply_to_points(to_scene, centre_file), jnp.float32), float(s * radius_file)
     scene_to_file_rot = jnp.asarray((to_scene[:3, :3] / s).T, jnp.float32)
