@@ -1,4 +1,4 @@
-"""The ``nerfkit`` command line: fit | render | evaluate | data.
+"""The ``nerfkit`` command line: fit | render | evaluate | data | export.
 
 Errors in user input print one line (``nerfkit: error: FILE [FIELD]: what is wrong``) and exit with code 2.
 """
@@ -24,6 +24,9 @@ commands:
   fit [PRESET] [FLAGS]    fit a radiance field (no PRESET: one chosen from --data; demo without data)
   render RUN_DIR          render a camera path of a fitted run to mp4 (rgb, depth, opacity)
   evaluate RUN_DIR        PSNR/SSIM on held-out views, with images and a metrics JSON
+  export mesh|pointcloud|cameras RUN_DIR
+                          a mesh (marching cubes), a point cloud or the cameras (transforms.json) of a run,
+                          in the data's own world frame
   data demo OUT_DIR       write the built-in procedural scene in Blender layout
   data colmap IMAGES_OR_VIDEO OUT_DIR
                           camera poses with COLMAP (pycolmap) -> OUT_DIR/transforms.json
@@ -45,13 +48,16 @@ class RenderArgs:
     path: str = "auto"
     """Camera path: auto (spiral for forward-facing LLFF scenes, else orbit) | orbit (around the training cameras'
     focus point, at their mean height and distance) | spiral | interpolate (a smooth spline through the training
-    cameras in image-name order) | test | a JSON file with frames[].transform_matrix."""
+    cameras in image-name order) | test | a nerfstudio camera_path.json (camera_path[] or keyframes[], in
+    nerfstudio's world frame: see README) | a JSON file with frames[].transform_matrix (nerfkit's scene frame).
+    Every render writes the path it used as OUT/<path>_camera_path.json."""
     frames: int = 120
     """Frames of an orbit, spiral or interpolate path (in total)."""
-    fps: float = 30.0
-    """Video frame rate."""
+    fps: Optional[float] = None
+    """Video frame rate (default: the camera_path.json's, else 30)."""
     width: Optional[int] = None
-    """Output width (default: the training width; height follows the aspect ratio unless given)."""
+    """Output width (default: the camera_path.json's, else the training width; height follows the aspect ratio
+    unless given)."""
     height: Optional[int] = None
     """Output height."""
     out: Optional[Path] = None
@@ -127,6 +133,57 @@ class ColmapImportArgs:
     """The folder the model's image names are relative to."""
     out_dir: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="OUT_DIR")]]
     """Output directory."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportMeshArgs:
+    """A mesh of a fitted run's density (marching cubes), coloured by the field, in the data's own world frame
+    (that of its transforms.json / COLMAP model)."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """Run directory written by `nerfkit fit`."""
+    out: Optional[Path] = None
+    """Output file; .ply, .obj or .glb (default: RUN_DIR/export/mesh.ply)."""
+    resolution: int = 256
+    """Grid samples along the box's longest side (cubic voxels)."""
+    threshold: float = 2.5
+    """Density at the surface (Instant-NGP's default; in the field's units: per unit length of nerfkit's scene
+    frame)."""
+    bbox: Optional[tuple[float, float, float, float, float, float]] = None
+    """Box to mesh, x0 y0 z0 x1 y1 z1 in the data's world frame (default: the scene box; for a contracted,
+    unbounded field its inner region |x| <= contraction radius)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportPointcloudArgs:
+    """A coloured point cloud of a fitted run: the expected depth of the training views' opaque pixels, outliers
+    removed, in the data's own world frame."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """Run directory written by `nerfkit fit`."""
+    out: Optional[Path] = None
+    """Output .ply file (default: RUN_DIR/export/pointcloud.ply)."""
+    num_points: int = 1_000_000
+    """At most this many points (drawn at random from the opaque pixels before outlier removal)."""
+    min_opacity: float = 0.9
+    """Pixels at least this opaque give points."""
+    max_views: Optional[int] = None
+    """Use this many training views, evenly spaced (default: all)."""
+    std_ratio: float = 2.0
+    """Outlier removal: drop points whose mean distance to their 20 nearest neighbours exceeds the mean by this
+    many standard deviations."""
+    chunk: Optional[int] = None
+    """Rays per rendering call (default from the run's config)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportCamerasArgs:
+    """A fitted run's cameras (every split) as a nerfstudio transforms.json, in the data's own world frame."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """Run directory written by `nerfkit fit`."""
+    out: Optional[Path] = None
+    """Output directory for transforms.json (default: RUN_DIR/export)."""
 
 
 def _fit(argv: list[str]) -> int:
@@ -215,6 +272,61 @@ def _evaluate(argv: list[str]) -> int:
     return 0
 
 
+EXPORT_USAGE = """usage: nerfkit export COMMAND RUN_DIR [FLAGS]
+
+  mesh RUN_DIR [--resolution 256] [--threshold 2.5] [--bbox X0 Y0 Z0 X1 Y1 Z1] [--out mesh.ply|.obj|.glb]
+  pointcloud RUN_DIR [--num-points 1000000] [--out points.ply]
+  cameras RUN_DIR [--out DIR]                write DIR/transforms.json
+
+Everything is written in the data's own world frame. `nerfkit export COMMAND --help` lists every flag."""
+
+
+def _export_mesh(argv: list[str]) -> int:
+    args = tyro.cli(ExportMeshArgs, args=argv, prog="nerfkit export mesh")
+    from nerfkit.export import export_mesh
+
+    out = args.out or Path(args.run_dir) / "export" / "mesh.ply"
+    res = export_mesh(args.run_dir, out, resolution=args.resolution, threshold=args.threshold, bbox=args.bbox)
+    g = res["grid"]
+    print(f"mesh: {res['vertices']} vertices, {res['faces']} faces (grid {g[0]}x{g[1]}x{g[2]}, voxel "
+          f"{res['voxel']:.4g}) -> {res['file']}")
+    return 0
+
+
+def _export_pointcloud(argv: list[str]) -> int:
+    args = tyro.cli(ExportPointcloudArgs, args=argv, prog="nerfkit export pointcloud")
+    from nerfkit.export import export_pointcloud
+
+    out = args.out or Path(args.run_dir) / "export" / "pointcloud.ply"
+    res = export_pointcloud(args.run_dir, out, num_points=args.num_points, min_opacity=args.min_opacity,
+                            max_views=args.max_views, std_ratio=args.std_ratio, chunk=args.chunk)
+    print(f"point cloud: {res['points']} points ({res['removed']} outliers removed, {res['candidates']} opaque "
+          f"pixels) -> {res['file']}")
+    return 0
+
+
+def _export_cameras(argv: list[str]) -> int:
+    args = tyro.cli(ExportCamerasArgs, args=argv, prog="nerfkit export cameras")
+    from nerfkit.export import export_cameras
+
+    res = export_cameras(args.run_dir, args.out or Path(args.run_dir) / "export")
+    print(f"cameras: {res['frames']} frames -> {res['file']}")
+    return 0
+
+
+EXPORT_COMMANDS = {"mesh": _export_mesh, "pointcloud": _export_pointcloud, "cameras": _export_cameras}
+
+
+def _export(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(EXPORT_USAGE)
+        return 0
+    sub = argv.pop(0)
+    if sub not in EXPORT_COMMANDS:
+        raise InputError(f"unknown export command '{sub}' (available: {', '.join(EXPORT_COMMANDS)})", field="export")
+    return EXPORT_COMMANDS[sub](argv)
+
+
 DATA_USAGE = """usage: nerfkit data COMMAND ARGS
 
   demo OUT_DIR                               write the built-in procedural scene in Blender layout
@@ -293,7 +405,7 @@ def _data(argv: list[str]) -> int:
     return DATA_COMMANDS[sub](argv)
 
 
-COMMANDS = {"fit": _fit, "render": _render, "evaluate": _evaluate, "data": _data}
+COMMANDS = {"fit": _fit, "render": _render, "evaluate": _evaluate, "data": _data, "export": _export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from nerfkit import samplers
+from nerfkit import frames, samplers
 from nerfkit.checkpoint import Checkpointer, from_train_state, train_state
 from nerfkit.config import DataConfig, FitConfig, load_config
 from nerfkit.errors import InputError
@@ -75,13 +75,16 @@ def save_scene_meta(scene: Scene, cfg: FitConfig, path: Path) -> None:
         "depth_range": None if scene.depth_range is None else [float(x) for x in scene.depth_range],
         "cameras": {name: _cams_to_json(s.cameras) for name, s in scene.splits.items()},
         "names": {name: list(s.names) for name, s in scene.splits.items()},
+        "frames": {k: m.tolist() for k, m in frames.scene_frames(scene).items()},
     }
     path.write_text(json.dumps(meta) + "\n")
 
 
 class SceneMeta:
-    """What ``scene.json`` holds: cameras by split, near/far, aabb, background name, and the image names of each
-    split (``names``; empty for runs written before they were saved)."""
+    """What ``scene.json`` holds: cameras by split, near/far, aabb, background name, the image names of each
+    split (``names``; empty for runs written before they were saved) and the world frames (``file_to_scene``,
+    ``path_to_scene``: float64 [4, 4], :mod:`nerfkit.frames`; recomputed from the data source for runs written
+    before they were saved)."""
 
     def __init__(self, path: Path):
         try:
@@ -93,6 +96,9 @@ class SceneMeta:
             self.depth_range = tuple(map(float, d["depth_range"])) if d.get("depth_range") else None
             self.cameras = {k: _cams_from_json(v) for k, v in d["cameras"].items()}
             self.names = {k: tuple(map(str, v)) for k, v in d.get("names", {}).items()}
+            saved = d.get("frames") or frames.frames_of_source(self.source)
+            self.file_to_scene = np.asarray(saved["file_to_scene"], np.float64).reshape(4, 4)
+            self.path_to_scene = np.asarray(saved["path_to_scene"], np.float64).reshape(4, 4)
         except FileNotFoundError:
             raise InputError("missing: not a nerfkit run directory", path=path) from None
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:

@@ -1,4 +1,7 @@
-"""Render a fitted run along a camera path: RGB, depth and opacity videos and/or PNG frames (``nerfkit render``)."""
+"""Render a fitted run along a camera path: RGB, depth and opacity videos and/or PNG frames (``nerfkit render``).
+
+Every render also writes the path it used as ``OUT/<path>_camera_path.json`` in nerfstudio's format
+(:mod:`nerfkit.camera_path_file`, in the frame of :mod:`nerfkit.frames`), to edit and render again."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfkit import camera_paths, parallel, progress, renderer, runs, visualize
+from nerfkit import camera_path_file, camera_paths, parallel, progress, renderer, runs, visualize
+from nerfkit.data.common import read_json
 from nerfkit.errors import InputError
 from nerfkit.types import Cameras, background_rgb
 
@@ -83,16 +87,20 @@ def render_frames(run: runs.Run, cams: Cameras, chunk: int, png_dir: Path | None
     return frames
 
 
-def render_path(run_dir, path: str = "auto", frames: int = 120, fps: float = 30, width: int | None = None,
+def render_path(run_dir, path: str = "auto", frames: int = 120, fps: float | None = None, width: int | None = None,
                 height: int | None = None, out=None, pngs: bool = False, video: bool = True,
                 chunk: int | None = None) -> dict:
-    """Render a camera path of a fitted run (see :func:`path_cameras`) to ``OUT/<path>_{rgb,depth,opacity}.mp4``
-    and/or PNG frames (``OUT/frames/``; ``OUT`` defaults to ``RUN_DIR/render``). ``frames``: frames of an orbit,
-    spiral or interpolated path; ``width``/``height``: output size (default: the training size). Returns the written files
-    and timing."""
+    """Render a camera path of a fitted run to ``OUT/<path>_{rgb,depth,opacity}.mp4`` and/or PNG frames
+    (``OUT/frames/``; ``OUT`` defaults to ``RUN_DIR/render``), and write the path as ``OUT/<path>_camera_path.json``.
+
+    ``path``: a named path or JSON file (:func:`path_cameras`), or a nerfstudio ``camera_path.json``
+    (:func:`nerfkit.camera_path_file.read`; its frames, size and fps). ``frames``: frames of an orbit, spiral or
+    interpolated path; ``width``/``height``: output size (default: the camera path's, else the training size);
+    ``fps``: default the camera path's, else 30. Returns the written files and timing."""
     run = runs.load_run(Path(run_dir))
-    cams, name = path_cameras(run.meta, path, frames)
+    cams, name, cp = _path(run.meta, path, frames)
     cams = resized(cams, width, height)
+    fps = fps or (cp.fps if cp is not None else camera_path_file.DEFAULT_FPS)
     out = Path(run_dir) / "render" if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -104,5 +112,20 @@ def render_path(run_dir, path: str = "auto", frames: int = 120, fps: float = 30,
             f = out / f"{name}_{kind}.mp4"
             visualize.write_video(f, frames_, fps=fps)
             written.append(str(f))
+    used = camera_path_file.from_cameras(cams, np.linalg.inv(run.meta.path_to_scene), fps,
+                                         cp.settings if cp is not None else None)
+    written.append(str(camera_path_file.write(out / f"{name}_camera_path.json", used)))
     return {"files": written, "frames": len(cams), "size": [cams.width, cams.height], "seconds": seconds,
             "step": run.step}
+
+
+def _path(meta: runs.SceneMeta, path: str, frames: int):
+    """(cameras, name, the nerfstudio camera path or None) of ``path``."""
+    if path.endswith(".json") and Path(path).is_file():
+        data = read_json(Path(path))
+        if camera_path_file.is_camera_path(data):
+            cp = camera_path_file.read(path, data)
+            base = meta.cameras["train"]
+            return camera_path_file.to_cameras(cp, meta.path_to_scene, base.ndc_near), Path(path).stem, cp
+    cams, name = path_cameras(meta, path, frames)
+    return cams, name, None

@@ -85,3 +85,58 @@ TINY_MODEL_FLAGS = [
     "--model.fine.depth", "2", "--model.fine.width", "32", "--model.fine.view-width", "16",
     "--model.num-coarse", "8", "--model.num-fine", "8",
 ]
+
+
+# ------------------------------------------------------------------------- a nerfstudio-format capture
+def file_from_demo() -> "np.ndarray":
+    """The similarity [4, 4] (scale 2, a turn about a slanted axis, an offset) from the demo scene's world to
+    the world of :func:`tiny_nerfstudio_dir`'s ``transforms.json``: neither frame is nerfkit's scene frame."""
+    import numpy as np
+
+    axis = np.array([1.0, 2.0, 0.5]) / np.linalg.norm([1.0, 2.0, 0.5])
+    a = 0.7
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    m = np.eye(4)
+    m[:3, :3] = 2.0 * (np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k)
+    m[:3, 3] = [5.0, -2.0, 3.0]
+    return m
+
+
+@pytest.fixture(scope="session")
+def tiny_nerfstudio_dir(tmp_path_factory) -> Path:
+    """The demo scene at 16x16 (12 views: the loader holds out views 0 and 8 as test) as a nerfstudio capture
+    (``transforms.json`` + ``images/``), its world moved by :func:`file_from_demo`. Read-only."""
+    import json
+
+    import imageio.v3 as iio
+    import numpy as np
+
+    from nerfkit.data.demo import make_demo_scene
+
+    root = tmp_path_factory.mktemp("tiny_nerfstudio") / "capture"
+    (root / "images").mkdir(parents=True)
+    split = make_demo_scene(width=16, height=16, n_train=12, n_val=0, n_test=0).splits["train"]
+    cams, m = split.cameras, file_from_demo()
+    frames = []
+    for i in range(len(cams)):
+        rgb = split.rgba[i, ..., :3] + (1.0 - split.rgba[i, ..., 3:])  # on white
+        iio.imwrite(root / "images" / f"f_{i:02d}.png", (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
+        c2w = np.eye(4)
+        c2w[:3] = cams.c2w[i]
+        pose = m @ c2w
+        pose[:3, :3] /= 2.0  # keep the rotation a rotation
+        frames.append({"file_path": f"images/f_{i:02d}.png", "transform_matrix": pose.tolist()})
+    doc = {"fl_x": float(cams.fx[0]), "fl_y": float(cams.fy[0]), "cx": float(cams.cx[0]), "cy": float(cams.cy[0]),
+           "w": 16, "h": 16, "frames": frames}
+    (root / "transforms.json").write_text(json.dumps(doc))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_nerfstudio_run(tmp_path_factory, tiny_nerfstudio_dir) -> Path:
+    """A 4-step fit of :func:`tiny_nerfstudio_dir` (tiny model), in-process. Read-only."""
+    from nerfkit.fit import fit
+
+    out = tmp_path_factory.mktemp("tiny_ns_run") / "run"
+    fit(tiny_fit_config(out, tiny_nerfstudio_dir, steps=4, render_chunk=256))
+    return out
