@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfkit import camera_paths, parallel, progress, renderer, runs, visualize
+from nerfkit import camera_paths, devices, parallel, progress, renderer, runs, visualize
 from nerfkit.errors import InputError
 from nerfkit.types import Cameras, background_rgb
 
@@ -93,6 +93,7 @@ def render_path(run_dir, path: str = "auto", frames: int = 120, fps: float = 30,
     run = runs.load_run(Path(run_dir))
     cams, name = path_cameras(run.meta, path, frames)
     cams = resized(cams, width, height)
+    devices.announce()
     out = Path(run_dir) / "render" if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
