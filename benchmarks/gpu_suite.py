@@ -58,7 +58,7 @@ class Settings:
 
 
 GPU = Settings()
-DRY = Settings(budgets=(("hash-fast", 30.0), ("paper-grid", 30.0)), probe_every=5.0, probe_views=2,
+DRY = Settings(budgets=(("hash-fast", 40.0), ("paper-grid", 40.0)), probe_every=5.0, probe_views=2,
                render_sizes=(16, 32), render_repeats=2, chunk=1024, matmul_chain=2,
                eval_views=3, deadline=600.0, downscale=8,
                fit_flags=("--train.batch-rays", "256", "--train.sample-budget", "4096", "--model.march-steps", "32",
@@ -216,8 +216,10 @@ def goals(results: dict) -> dict:
 
 
 def table(results: dict) -> str:
-    head = (f"{'preset':11s} {'steps':>6s} {'fit s':>6s} {'PSNR':>6s} {'views':>5s} {'400px ms':>8s} "
-            f"{'800px ms':>8s} {'rays/s':>9s} {'TFLOP/s':>8s} {'%bf16':>6s} {'%f32':>6s}")
+    sizes = sorted(next(iter(results.values()))["measure"]["render_seconds"], key=lambda k: int(k.split("x")[0]))
+    px = [f"{k.split('x')[0]}px ms" for k in sizes] + ["-", "-"]
+    head = (f"{'preset':11s} {'steps':>6s} {'fit s':>6s} {'PSNR':>6s} {'views':>5s} {px[0]:>8s} "
+            f"{px[1]:>8s} {'rays/s':>9s} {'TFLOP/s':>8s} {'%bf16':>6s} {'%f32':>6s}")
     rows = [head]
     for preset, r in results.items():
         m, e, f = r["measure"], r["evaluate"], r["fit"]

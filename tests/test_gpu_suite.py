@@ -25,6 +25,7 @@ BENCH = REPO / "benchmarks"
 def suite():
     spec = importlib.util.spec_from_file_location("gpu_suite", BENCH / "gpu_suite.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_suite"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -50,7 +51,7 @@ def test_suite_pieces_at_the_smallest_sizes(suite):
     tiny = suite.DRY
     assert suite.eval_views(tiny, start, per_view=0.01, reserve=0.0) == tiny.eval_views  # time for all
     assert suite.eval_views(tiny, start - tiny.deadline, per_view=0.01, reserve=0.0) == 0  # deadline passed
-    assert suite.eval_views(tiny, start, per_view=0.01, reserve=tiny.deadline - 5.02) == 2  # 0.02 s left
+    assert suite.eval_views(tiny, start, per_view=0.01, reserve=tiny.deadline - 5.025) == 2  # 0.025 s left
     measure = {"render_seconds": {"400x400": 0.04, "800x800": 0.15}, "rays_per_s": 1e6, "field_flops_per_s": 1e14,
                "utilisation_vs_bfloat16": 0.3, "utilisation_vs_float32": 0.6}
     results = {"hash-fast": {"fit": {"seconds": 121.0, "budget": 120.0, "summary": {"steps": 9000}},
@@ -63,9 +64,21 @@ def test_suite_pieces_at_the_smallest_sizes(suite):
     assert not goals["paper-grid field FLOP/s >= 50% of the f32 matmul"]
     assert not any(k.startswith("paper-grid >=") for k in goals)  # not evaluated: no PSNR goal claimed
     rows = suite.table(results).splitlines()
-    assert rows[0].split()[:4] == ["preset", "steps", "fit", "s"] and len(rows) == 3
+    assert rows[0].split()[:8] == ["preset", "steps", "fit", "s", "PSNR", "views", "400px", "ms"] and len(rows) == 3
     assert rows[1].split()[:6] == ["hash-fast", "9000", "121", "35.50", "200", "40.0"]
     assert rows[2].split()[3] == "-"
+
+
+def test_training_pace_comes_from_the_fits_log(suite, tmp_path):
+    lines = [{"step": 1, "time": 9.0, "train_time": 9.0, "loss": 1.0, "rays": 10.0, "samples": 99},  # compiling
+             {"step": 2, "time": 10.0, "train_time": 10.0, "val_psnr": 20.0, "val_views": 25},  # a probe
+             *({"step": s, "time": 10.0 + s, "train_time": 10.0 + s / 4, "loss": 0.5, "rays": 100.0 + s,
+                "samples": 1000} for s in (10, 20, 30))]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    pace = suite.fit_throughput(tmp_path)
+    assert pace == {"steps_per_s": pytest.approx(4.0), "rays_per_step": 120.0, "samples_per_step": 1000.0}
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines[:3]))
+    assert suite.fit_throughput(tmp_path)["steps_per_s"] is None  # too few steps logged to tell
 
 
 @pytest.mark.slow
