@@ -33,7 +33,9 @@ def environment() -> dict:
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                     capture_output=True, text=True).stdout.strip())
     except OSError:
-        commit, dirty = "unknown", None
+        commit, dirty = "", None
+    if not commit:  # no git or no .git (the GPU machine gets a copy of the tree): what gpu_prepare.sh recorded
+        commit = os.environ.get("NERFKIT_COMMIT", "unknown")
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},

@@ -406,6 +406,7 @@ def _data(argv: list[str]) -> int:
 
 
 COMMANDS = {"fit": _fit, "render": _render, "evaluate": _evaluate, "data": _data, "export": _export}
+COMPILING = ("fit", "render", "evaluate")  # the commands that compile: the persistent cache is set up first
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if cmd not in COMMANDS:
             raise InputError(f"unknown command '{cmd}' (choose from: {', '.join(COMMANDS)})", field="COMMAND")
+        if cmd in COMPILING:
+            from nerfkit import compile_cache
+
+            compile_cache.enable()
         return COMMANDS[cmd](argv)
     except InputError as e:
         print(f"nerfkit: error: {e}", file=sys.stderr)

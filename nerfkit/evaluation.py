@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfkit import appearance_eval, metrics, parallel, progress, renderer, runs, visualize
+from nerfkit import appearance_eval, devices, metrics, parallel, progress, renderer, runs, visualize
 from nerfkit.errors import InputError
 from nerfkit.types import SplitData, background_rgb
 
@@ -34,6 +34,7 @@ def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, o
     run = runs.load_run(run_dir)
     cfg = run.cfg
     views = _load_split(run, split, data)
+    devices.announce()
     n = len(views) if max_views is None else min(max_views, len(views))
     bg_name = "white" if cfg.data.background == "random" else cfg.data.background
     bg = background_rgb(bg_name)

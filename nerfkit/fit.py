@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from nerfkit import metrics as metrics_lib
-from nerfkit import parallel, renderer, runs, samplers
+from nerfkit import devices, parallel, renderer, runs, samplers
 from nerfkit.checkpoint import Checkpointer, from_train_state, train_state
 from nerfkit.config import FitConfig, save_config
 from nerfkit.errors import InputError
@@ -231,6 +231,7 @@ class FitLoop:
         print(f"fitting {self.scene.source}: {len(train)} train views at {train.cameras.width}x{train.cameras.height}, "
               f"{n_params / 1e6:.2f}M parameters, {self.mesh.size} {self.mesh.devices.flat[0].platform} device(s) "
               f"-> {self.out}", file=sys.stderr)
+        devices.announce(self.mesh.devices.flat)
 
     def run(self) -> str:
         """Step until the steps or the time budget run out (or Ctrl-C); returns why it stopped. A checkpoint

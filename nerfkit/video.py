@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfkit import camera_path_file, camera_paths, parallel, progress, renderer, runs, visualize
+from nerfkit import camera_path_file, camera_paths, devices, parallel, progress, renderer, runs, visualize
 from nerfkit.data.common import read_json
 from nerfkit.errors import InputError
 from nerfkit.types import Cameras, background_rgb
@@ -101,6 +101,7 @@ def render_path(run_dir, path: str = "auto", frames: int = 120, fps: float | Non
     cams, name, cp = _path(run.meta, path, frames)
     cams = resized(cams, width, height)
     fps = fps or (cp.fps if cp is not None else camera_path_file.DEFAULT_FPS)
+    devices.announce()
     out = Path(run_dir) / "render" if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

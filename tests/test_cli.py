@@ -91,6 +91,8 @@ def test_render_and_evaluate(fitted_run, tmp_path):
     assert "PSNR" in e_out
     # Progress off a terminal: a line at the end (and every 10 s), with the time per frame / view.
     assert "rendering 16x16: 3/3 frames, " in r_err and " s/frame, " in r_err
+    for err in (r_err, e_err):  # each says where it runs (nerfkit.devices)
+        assert "nerfkit: running on " in err and " x cpu (cpu, jax " in err, err[-2000:]
     assert "evaluating test at 16x16: 2/2 views, " in e_err and " s/view, " in e_err
     assert metrics["seconds_per_view"] == pytest.approx(np.mean([r["seconds"] for r in metrics["per_view"]]))
     assert 0 < metrics["seconds_per_view"] * 2 <= metrics["seconds"]

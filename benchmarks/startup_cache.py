@@ -1,0 +1,79 @@
+"""Cold and warm start-up with the persistent compilation cache (issue 15, item 1).
+
+    python benchmarks/startup_cache.py                 # the demo preset, 40 steps, twice; its render, twice
+    python benchmarks/startup_cache.py --repeats 2 --name startup_cache_cpu
+
+Each repeat uses a fresh, empty cache directory (``NERFKIT_COMPILE_CACHE``) and runs, as a user would:
+``nerfkit fit demo --train.steps S`` into a fresh run directory (cold: nothing cached), the same fit again
+into another directory (warm), ``nerfkit render`` of the first run with a second fresh cache (cold) and
+again (warm), and the same fit with the cache off. Records the wall-clock of each command and, for fits,
+the time from the command's start to the end of the first training step (``time`` of the first line of
+``metrics.jsonl``). Writes benchmarks/results/<name>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, environment, write_result  # noqa: E402
+
+
+def nerfkit(args: list[str], cache: str) -> float:
+    """Run ``nerfkit ARGS`` with ``NERFKIT_COMPILE_CACHE=cache``; returns its wall-clock seconds."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    env.update(NERFKIT_COMPILE_CACHE=cache, PYTHONPATH=str(ROOT))
+    t0 = time.time()
+    subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.time() - t0
+
+
+def first_step_seconds(run: Path) -> float:
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if "loss" in rec:
+            return rec["time"]
+    raise RuntimeError(f"no training step logged in {run}")
+
+
+def one_repeat(tmp: Path, steps: int, frames: int) -> dict:
+    fit = ["fit", "demo", "--train.steps", str(steps)]
+    res = {}
+    for name, cache in (("fit_cold", tmp / "c1"), ("fit_warm", tmp / "c1"), ("fit_off", "off")):
+        run = tmp / name
+        res[name] = {"seconds": nerfkit([*fit, "--out", str(run)], str(cache)), "first_step": first_step_seconds(run)}
+    render = ["render", str(tmp / "fit_cold"), "--frames", str(frames)]
+    for name in ("render_cold", "render_warm"):
+        res[name] = {"seconds": nerfkit([*render, "--out", str(tmp / name)], str(tmp / "c2"))}
+    res["cache_entries"] = {c: len(list((tmp / c).glob("*-cache"))) for c in ("c1", "c2")}
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--frames", type=int, default=30, help="frames of the rendered orbit")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--name", default="startup_cache_cpu")
+    args = ap.parse_args()
+    env = environment()
+    repeats = []
+    for i in range(args.repeats):
+        with tempfile.TemporaryDirectory(prefix="nerfkit-startup-") as tmp:
+            repeats.append(one_repeat(Path(tmp), args.steps, args.frames))
+        print(json.dumps(repeats[-1]), flush=True)
+    path = write_result(args.name, {"steps": args.steps, "frames": args.frames, "repeats": repeats}, env=env)
+    print(f"-> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
