@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from nerfkit import metrics as metrics_lib
-from nerfkit import parallel, renderer, runs, samplers
+from nerfkit import flags, parallel, renderer, runs, samplers
 from nerfkit.checkpoint import Checkpointer, from_train_state, train_state
 from nerfkit.config import FitConfig, save_config
 from nerfkit.errors import InputError
@@ -36,8 +36,10 @@ SAMPLER_KEY_SALT = 1_000_003  # the sampler's updates draw from fold_in(seed key
 
 
 def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
-    """Fit a model as ``cfg`` says, writing everything to ``cfg.out``. Returns a summary dict."""
+    """Fit a model as ``cfg`` says, writing everything to ``cfg.out``. Returns a summary dict. Every numeric
+    field is checked against its domain (:mod:`nerfkit.flags`) before anything else is done."""
     start_time = time.time() if start_time is None else start_time
+    flags.check(cfg)
     check_run_dir(cfg)
     parallel.initialize(cfg.train.distributed)
     mesh = parallel.make_mesh(cfg.train.devices)
@@ -60,8 +62,6 @@ def check_run_dir(cfg: FitConfig) -> None:
         raise InputError("already holds checkpoints; pass --resume to continue or choose another --out", path=out)
     if cfg.resume and (out / "config.json").exists():
         runs.check_resumable(cfg, out)
-    if cfg.train.batch_rays <= 0 or cfg.train.steps <= 0:
-        raise InputError("must be positive", field="train.batch_rays/train.steps")
 
 
 def write_run_files(cfg: FitConfig, scene: Scene) -> None:
