@@ -152,6 +152,7 @@ def _fit(argv: list[str]) -> int:
     from configs import PRESETS, apply_overrides
     from nerfkit.config import FitConfig
 
+    given = list(argv)
     preset = named = _named_preset(argv)
     if preset is None and not any(a in ("-h", "--help") for a in argv):
         preset, overrides, reason = _choose_preset(argv)
@@ -169,7 +170,14 @@ def _fit(argv: list[str]) -> int:
         cfg = dataclasses.replace(cfg, out=Path("runs") / f"{Path(cfg.data.data).name}-{preset}")
     from nerfkit.fit import fit
 
-    fit(cfg, start_time=_START)
+    summary = fit(cfg, start_time=_START)
+    if summary["stop_reason"] in ("SIGTERM", "SIGINT"):  # preempted or Ctrl-C: checkpointed, exit 143 / 130
+        import shlex
+        import signal
+
+        print(f"to continue: {shlex.join(['nerfkit', 'fit', *given, *([] if '--resume' in given else ['--resume'])])}",
+              file=sys.stderr)
+        return 128 + signal.Signals[summary["stop_reason"]].value
     return 0
 
 
