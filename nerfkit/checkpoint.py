@@ -156,7 +156,7 @@ class Checkpointer:
                 return s, self._restore_step(target, s)
             except DamagedCheckpoint as e:
                 then = "; trying the one before" if s != candidates[-1] else ""
-                print(f"nerfkit: warning: checkpoint {self.directory / str(s)} is damaged ({e}){then}",
+                print(f"warning: checkpoint {self.directory / str(s)} is damaged ({e}){then}",
                       file=sys.stderr, flush=True)
         raise InputError(f"no intact checkpoint (step{'s' if len(candidates) > 1 else ''} "
                          f"{', '.join(map(str, candidates))} damaged, see the warnings above)", path=self.directory)

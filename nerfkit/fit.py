@@ -267,7 +267,7 @@ class FitLoop:
         newer = [s for s in self.checkpointer.steps() if s > step]
         if newer:
             where = self.checkpointer.set_aside(newer)
-            print(f"nerfkit: warning: moved the damaged checkpoint(s) {', '.join(map(str, newer))} to {where}",
+            print(f"warning: moved the damaged checkpoint(s) {', '.join(map(str, newer))} to {where}",
                   file=sys.stderr)
         print(f"resuming from step {step}", file=sys.stderr)
 

@@ -150,7 +150,7 @@ def test_damaged_newest_checkpoint_falls_back_with_a_warning(tmp_path, how, caps
     assert step == 2
     _assert_same(restored, states[2])
     warning = capsys.readouterr().err.strip().splitlines()
-    assert len(warning) == 1 and warning[0].startswith("nerfkit: warning: checkpoint ")
+    assert len(warning) == 1 and warning[0].startswith("warning: checkpoint ")
     assert str(tmp_path / "checkpoints" / "4") in warning[0] and "damaged" in warning[0]
 
 
