@@ -2,7 +2,9 @@
 
 ``fit`` checks the run directory, loads the scene, builds (or resumes) the model, optimiser and sampler
 state, then steps until ``--steps`` or ``--time-budget``: logging, validating and checkpointing on the way,
-and validating, summarising and plotting at the end. The pieces it is made of are small and named:
+and validating, summarising and plotting at the end; SIGTERM or SIGINT (:class:`StopSignals`) stop it after
+the step in flight, with a checkpoint. Every numeric field of the config is checked first
+(:func:`nerfkit.flags.check`). The pieces it is made of are small and named:
 :class:`Clock` (deadline and pacing), :class:`RunLog` (progress, metrics.jsonl, the loss history),
 :class:`FitState` (what is trained and checkpointed) and :class:`FitLoop` (one step, logging, validation,
 checkpoints). The only host syncs are every ``log_every`` steps, at validation and at checkpoints, plus a
