@@ -198,7 +198,8 @@ class StopSignals:
     """SIGTERM and SIGINT while fitting (preemption on a cluster, Ctrl-C): the handler only notes the signal in
     ``received``; the loop checks it between steps (no host sync), finishes the step in flight, checkpoints and
     stops. A second one acts as it would without this handler (SIGTERM ends the process, SIGINT raises
-    KeyboardInterrupt). Installed only in the main thread (Python delivers signals there)."""
+    KeyboardInterrupt). Installed only in the main thread (Python delivers signals there), and not for a signal
+    the process was told to ignore (SIGINT in a background job of a shell script)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -208,7 +209,8 @@ class StopSignals:
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self.handle) for sig in self.SIGNALS}
+            self.previous = {sig: signal.signal(sig, self.handle) for sig in self.SIGNALS
+                             if signal.getsignal(sig) is not signal.SIG_IGN}
         return self
 
     def handle(self, signum, frame) -> None:

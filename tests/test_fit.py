@@ -174,7 +174,7 @@ def test_sigterm_checkpoints_the_step_in_flight_then_resume_equals_uninterrupted
 
 
 def test_sigint_stops_after_the_step_with_exit_130_and_resumes(tmp_path, tiny_blender_dir, uninterrupted_cli_fit,
-                                                                monkeypatch, capsys):
+                                                                monkeypatch, capsys, request):
     from nerfkit.fit import FitLoop
 
     one_step = FitLoop.one_step
@@ -185,6 +185,8 @@ def test_sigint_stops_after_the_step_with_exit_130_and_resumes(tmp_path, tiny_bl
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(FitLoop, "one_step", step_then_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not ignored)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     run = tmp_path / "ctrl_c"
     assert cli_main(_cli_fit_cmd(run, tiny_blender_dir, 12)[3:]) == 128 + signal.SIGINT
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is gone again
@@ -194,6 +196,24 @@ def test_sigint_stops_after_the_step_with_exit_130_and_resumes(tmp_path, tiny_bl
     assert cli_main(_cli_fit_cmd(run, tiny_blender_dir, 12)[3:] + ["--resume"]) == 0
     params_ref, _ = uninterrupted_cli_fit
     _assert_params_close(params_ref, _final(run)[0])
+
+
+def test_stop_signals_note_the_signal_and_leave_an_ignored_one_ignored():
+    from nerfkit.fit import StopSignals
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job of a shell script
+    try:
+        with StopSignals() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == stop.handle
+            os.kill(os.getpid(), signal.SIGTERM)  # noted, not acted on
+            assert stop.name == "SIGTERM"
+            assert signal.getsignal(signal.SIGTERM) == before[signal.SIGTERM]  # a second one acts as usual
+        assert signal.getsignal(signal.SIGTERM) == before[signal.SIGTERM]
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def test_full_disk_while_fitting_is_one_error_and_keeps_the_earlier_checkpoints(tmp_path, tiny_blender_dir,
