@@ -1,5 +1,6 @@
-"""End-to-end tests of ``nerfkit.fit.fit``: resuming reproduces an uninterrupted fit (in-process and
-after a SIGKILL of the CLI), and a short fit really learns the scene (PSNR gain on held-out views)."""
+"""End-to-end tests of ``nerfkit.fit.fit``: resuming reproduces an uninterrupted fit (in-process, after a
+SIGKILL of the CLI, and after SIGTERM / SIGINT, which checkpoint the step in flight), a full disk stops a fit
+with one error, and a short fit really learns the scene (PSNR gain on held-out views)."""
 
 from __future__ import annotations
 
@@ -150,6 +151,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny_blender_dir, un
     _assert_params_close(params_ref, params_res)
 
 
+@pytest.mark.slow  # a real process and its exit code; the in-process test below covers the same default-on
 def test_sigterm_checkpoints_the_step_in_flight_then_resume_equals_uninterrupted(tmp_path, tiny_blender_dir,
                                                                                  uninterrupted_cli_fit, capsys):
     """Preemption (what Slurm and Kubernetes send): the fit finishes its step, checkpoints it, says how to
@@ -173,25 +175,33 @@ def test_sigterm_checkpoints_the_step_in_flight_then_resume_equals_uninterrupted
     _assert_params_close(params_ref, params_res)
 
 
-def test_sigint_stops_after_the_step_with_exit_130_and_resumes(tmp_path, tiny_blender_dir, uninterrupted_cli_fit,
-                                                                monkeypatch, capsys, request):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_after_the_step_with_its_exit_code_and_resumes(sig, tmp_path, tiny_blender_dir,
+                                                                    uninterrupted_cli_fit, monkeypatch, capsys,
+                                                                    request):
+    """SIGTERM (preemption) or SIGINT (Ctrl-C) while step 5 is in flight: checkpoint 5, exit 128 + signal, the
+    command that continues printed; --resume then reaches the uninterrupted fit's parameters (atol 1e-6)."""
     from nerfkit.fit import FitLoop
 
     one_step = FitLoop.one_step
 
-    def step_then_ctrl_c(self):  # Ctrl-C arrives while step 5 is in flight
+    def step_then_signal(self):
         one_step(self)
         if self.state.step == 5:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sig)
 
-    monkeypatch.setattr(FitLoop, "one_step", step_then_ctrl_c)
+    monkeypatch.setattr(FitLoop, "one_step", step_then_signal)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not ignored)
     request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
-    run = tmp_path / "ctrl_c"
-    assert cli_main(_cli_fit_cmd(run, tiny_blender_dir, 12)[3:]) == 128 + signal.SIGINT
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is gone again
+    run = tmp_path / "stopped"
+    name = signal.Signals(sig).name
+    assert cli_main(_cli_fit_cmd(run, tiny_blender_dir, 12)[3:]) == 128 + sig
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are gone again
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     assert _ckpt_steps(run)[-1] == 5
-    assert "stopped by SIGINT at step 5 of 12" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"stopped by {name} at step 5 of 12" in err and err.rstrip().endswith("--resume")
+    assert "to continue: nerfkit fit paper --out " in err
     monkeypatch.undo()
     assert cli_main(_cli_fit_cmd(run, tiny_blender_dir, 12)[3:] + ["--resume"]) == 0
     params_ref, _ = uninterrupted_cli_fit
