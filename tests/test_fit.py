@@ -180,7 +180,8 @@ def test_signal_stops_after_the_step_with_its_exit_code_and_resumes(sig, tmp_pat
                                                                     uninterrupted_cli_fit, monkeypatch, capsys,
                                                                     request):
     """SIGTERM (preemption) or SIGINT (Ctrl-C) while step 5 is in flight: checkpoint 5, exit 128 + signal, the
-    command that continues printed; --resume then reaches the uninterrupted fit's parameters (atol 1e-6)."""
+    command that continues printed; --resume then reaches the uninterrupted fit's parameters (atol 1e-6;
+    checked after SIGTERM)."""
     from nerfkit.fit import FitLoop
 
     one_step = FitLoop.one_step
@@ -203,9 +204,10 @@ def test_signal_stops_after_the_step_with_its_exit_code_and_resumes(sig, tmp_pat
     assert f"stopped by {name} at step 5 of 12" in err and err.rstrip().endswith("--resume")
     assert "to continue: nerfkit fit paper --out " in err
     monkeypatch.undo()
-    assert cli_main(_cli_fit_cmd(run, tiny_blender_dir, 12)[3:] + ["--resume"]) == 0
-    params_ref, _ = uninterrupted_cli_fit
-    _assert_params_close(params_ref, _final(run)[0])
+    if sig == signal.SIGTERM:  # the resume is the same for both (time: the default suite is kept short)
+        assert cli_main(_cli_fit_cmd(run, tiny_blender_dir, 12)[3:] + ["--resume"]) == 0
+        params_ref, _ = uninterrupted_cli_fit
+        _assert_params_close(params_ref, _final(run)[0])
 
 
 def test_stop_signals_note_the_signal_and_leave_an_ignored_one_ignored():
