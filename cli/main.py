@@ -12,11 +12,12 @@ _START = time.time()  # the time budget of `fit` counts from here: start-up is p
 import dataclasses  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Annotated, Literal, Optional  # noqa: E402
+from typing import Annotated, ClassVar, Literal, Optional  # noqa: E402
 
 import tyro  # noqa: E402
 
 from nerfkit.errors import InputError  # noqa: E402
+from nerfkit.flags import NON_NEGATIVE, POSITIVE, Rule, at_least, check as check_flags  # noqa: E402
 
 USAGE = """usage: nerfkit COMMAND [ARGS]
 
@@ -37,6 +38,16 @@ presets:
 {presets}
 
 `nerfkit COMMAND --help` lists every flag."""
+
+
+MAX_SIDE = 16384  # the largest render width / height accepted
+
+
+def _parse(cls, argv: list[str], prog: str):
+    """``argv`` parsed into ``cls`` by tyro, its numbers then checked against ``cls.RULES`` (:mod:`nerfkit.flags`)."""
+    args = tyro.cli(cls, args=argv, prog=prog)
+    check_flags(args)
+    return args
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +78,9 @@ class RenderArgs:
     chunk: Optional[int] = None
     """Rays per rendering call (bounds memory; default from the run's config)."""
 
+    RULES: ClassVar[dict[str, Rule]] = dict(frames=at_least(1), fps=POSITIVE, width=Rule(low=1, high=MAX_SIDE),
+                                            height=Rule(low=1, high=MAX_SIDE), chunk=at_least(1))
+
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateArgs:
@@ -92,6 +106,9 @@ class EvaluateArgs:
     (0: skip it)."""
     appearance_lr: float = 0.04
     """Adam learning rate of that fit (50 steps at 0.04 score within 0.2 dB of 200 at 0.01 on bird, 4x faster)."""
+
+    RULES: ClassVar[dict[str, Rule]] = dict(max_views=at_least(1), chunk=at_least(1), save_images=NON_NEGATIVE,
+                                            appearance_steps=NON_NEGATIVE, appearance_lr=POSITIVE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +137,8 @@ class ColmapDataArgs:
     """The COLMAP camera model to calibrate (one camera shared by all images)."""
     verbose: bool = False
     """Print COLMAP's own log."""
+
+    RULES: ClassVar[dict[str, Rule]] = dict(fps=POSITIVE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +209,7 @@ def _fit(argv: list[str]) -> int:
     from configs import PRESETS, apply_overrides
     from nerfkit.config import FitConfig
 
+    given = list(argv)
     preset = named = _named_preset(argv)
     if preset is None and not any(a in ("-h", "--help") for a in argv):
         preset, overrides, reason = _choose_preset(argv)
@@ -207,7 +227,14 @@ def _fit(argv: list[str]) -> int:
         cfg = dataclasses.replace(cfg, out=Path("runs") / f"{Path(cfg.data.data).name}-{preset}")
     from nerfkit.fit import fit
 
-    fit(cfg, start_time=_START)
+    summary = fit(cfg, start_time=_START)
+    if summary["stop_reason"] in ("SIGTERM", "SIGINT"):  # preempted or Ctrl-C: checkpointed, exit 143 / 130
+        import shlex
+        import signal
+
+        print(f"to continue: {shlex.join(['nerfkit', 'fit', *given, *([] if '--resume' in given else ['--resume'])])}",
+              file=sys.stderr)
+        return 128 + signal.Signals[summary["stop_reason"]].value
     return 0
 
 
@@ -237,11 +264,12 @@ def _choose_preset(argv: list[str]) -> tuple[str, dict, str]:
     from nerfkit.config import FitConfig
 
     cfg = tyro.cli(FitConfig, default=PRESETS["demo"][1], args=list(argv), prog="nerfkit fit")
+    check_flags(cfg)  # before the data is read to choose
     return choose(cfg.data.data)
 
 
 def _render(argv: list[str]) -> int:
-    args = tyro.cli(RenderArgs, args=argv, prog="nerfkit render")
+    args = _parse(RenderArgs, argv, "nerfkit render")
     from nerfkit.video import render_path
 
     res = render_path(args.run_dir, path=args.path, frames=args.frames, fps=args.fps, width=args.width,
@@ -254,7 +282,7 @@ def _render(argv: list[str]) -> int:
 
 
 def _evaluate(argv: list[str]) -> int:
-    args = tyro.cli(EvaluateArgs, args=argv, prog="nerfkit evaluate")
+    args = _parse(EvaluateArgs, argv, "nerfkit evaluate")
     from nerfkit.evaluation import evaluate, format_table
 
     res = evaluate(args.run_dir, split=args.split, max_views=args.max_views, out=args.out, data=args.data,
@@ -374,7 +402,7 @@ def fit_command(data: Path, size: tuple[int, int]) -> str:
 
 
 def _data_colmap(argv: list[str]) -> int:
-    args = tyro.cli(ColmapDataArgs, args=argv, prog="nerfkit data colmap")
+    args = _parse(ColmapDataArgs, argv, "nerfkit data colmap")
     from nerfkit.data.colmap import run_colmap
 
     res = run_colmap(args.images, args.out_dir, matcher=args.matcher, video_fps=args.fps,

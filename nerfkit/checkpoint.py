@@ -1,12 +1,25 @@
-"""Checkpoints with Orbax.
+"""Checkpoints with Orbax, written so that a run is never stranded.
 
 Saves are synchronous (``enable_async_checkpointing=False``) so a checkpoint is complete on disk when
 ``save`` returns; Orbax writes into a temporary directory and renames it, so a fit killed mid-save leaves
-the previous checkpoint intact.
+the previous checkpoint intact. A save that fails (a full disk) raises :class:`~nerfkit.errors.InputError`
+saying so, removes its partial files and leaves the earlier checkpoints as they were.
+
+Each checkpoint also holds :data:`DIGEST`, the SHA-256 of every file in it, because Orbax restores
+garbage bytes in an array file without complaint. :meth:`Checkpointer.restore` takes the newest checkpoint
+whose files match their digest and which Orbax can read; each damaged one it passes over (truncated,
+missing or changed files) gets one warning line on stderr, and none intact is an ``InputError`` naming the
+directory. A checkpoint written before digests were kept is trusted as far as Orbax can read it.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import jax
@@ -16,6 +29,55 @@ from flax import serialization
 from nerfkit.errors import InputError
 
 LEGACY_KEYS = {"grid": "sampler"}  # checkpoints written before the Sampler protocol kept the grid as "grid"
+DIGEST = "nerfkit_sha256.json"  # in each checkpoint directory: relative file path -> SHA-256 of its bytes
+TMP_MARK = ".orbax-checkpoint-tmp"  # in the names of Orbax's directories of a save in progress
+
+
+class DamagedCheckpoint(Exception):
+    """A checkpoint that cannot be restored as written; ``str(err)`` says why."""
+
+
+def file_digests(step_dir: Path) -> dict[str, str]:
+    """SHA-256 (hex) of every file under ``step_dir`` except :data:`DIGEST`, by path relative to it."""
+    out = {}
+    for f in sorted(p for p in step_dir.rglob("*") if p.is_file() and p.name != DIGEST):
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        out[f.relative_to(step_dir).as_posix()] = h.hexdigest()
+    return out
+
+
+def check_digests(step_dir: Path) -> None:
+    """Raise :class:`DamagedCheckpoint` when a file listed in ``step_dir``'s :data:`DIGEST` is missing or
+    changed (no digest: nothing to check)."""
+    try:
+        saved = json.loads((step_dir / DIGEST).read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as e:
+        raise DamagedCheckpoint(f"unreadable {DIGEST} ({type(e).__name__})") from None
+    now = file_digests(step_dir)
+    for name, digest in saved.items():
+        if name not in now:
+            raise DamagedCheckpoint(f"{name} is missing")
+        if now[name] != digest:
+            raise DamagedCheckpoint(f"{name} does not match its SHA-256")
+
+
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """The first line of ``str(err)``, at most ``limit`` characters (Orbax's messages run to pages)."""
+    return (str(err).splitlines() or [""])[0][:limit]
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (or an exception it was raised from) reports a full disk (``ENOSPC``, or a quota)."""
+    while err is not None:
+        if getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def train_state(params, opt_state, sampler_state) -> dict:
@@ -46,20 +108,82 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def steps(self) -> list[int]:
+        """The steps of the checkpoints on disk, newest first (intact or not)."""
+        return sorted(self._manager.all_steps(), reverse=True)
+
     def save(self, step: int, state: dict) -> None:
-        """Write ``state`` (a pytree of arrays: params, optimiser state) as checkpoint ``step``."""
-        self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
-        self._manager.wait_until_finished()
+        """Write ``state`` (a pytree of arrays: params, optimiser state) as checkpoint ``step``, with its
+        :data:`DIGEST`. A full disk (or another ``OSError``) is an ``InputError``; the partial checkpoint is
+        removed and the earlier ones are left as they were."""
+        try:
+            self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+            self._manager.wait_until_finished()
+            if jax.process_index() == 0:  # the files of every process are in place once the save returns
+                step_dir = self.directory / str(step)
+                tmp = step_dir / (DIGEST + ".tmp")
+                tmp.write_text(json.dumps(file_digests(step_dir), indent=0) + "\n")
+                os.replace(tmp, step_dir / DIGEST)
+        except Exception as e:
+            if not (isinstance(e, OSError) or is_disk_full(e)):
+                raise
+            self._discard_partial(step)
+            why = "the disk is full" if is_disk_full(e) else f"{type(e).__name__}: {first_line(e)}"
+            kept = ", ".join(map(str, self.steps())) or "none"
+            raise InputError(f"could not write checkpoint {step} ({why}); the earlier checkpoints (steps {kept}) are "
+                             "intact: make room and continue with --resume", path=self.directory) from None
+
+    def _discard_partial(self, step: int) -> None:
+        """Remove what a failed save of ``step`` left: Orbax's temporary directories and the step's own."""
+        for p in self.directory.glob("*"):
+            if TMP_MARK in p.name or p.name == str(step):
+                shutil.rmtree(p, ignore_errors=True)
+        self._manager.reload()
 
     def restore(self, target: dict, step: int | None = None) -> tuple[int, dict]:
-        """Restore checkpoint ``step`` (default: the latest) into the structure of ``target``.
+        """Restore checkpoint ``step`` (default: the newest intact one) into the structure of ``target``.
 
-        A top-level entry of ``target`` that is None is restored as it was saved (its on-disk structure:
-        for what the caller does not need, e.g. the optimiser state when rendering). A checkpoint written
-        before an entry was renamed (:data:`LEGACY_KEYS`) restores its old entry under the new name."""
-        step = self.latest_step() if step is None else step
-        if step is None:
+        Without ``step``, a damaged checkpoint (see the module docstring) is passed over with one warning
+        line on stderr for the one before it; none intact is an ``InputError`` naming the directory. A
+        top-level entry of ``target`` that is None is restored as it was saved (its on-disk structure: for
+        what the caller does not need, e.g. the optimiser state when rendering). A checkpoint written before
+        an entry was renamed (:data:`LEGACY_KEYS`) restores its old entry under the new name."""
+        candidates = self.steps() if step is None else [step]
+        if not candidates:
             raise InputError("no checkpoint found", path=self.directory)
+        for s in candidates:
+            try:
+                return s, self._restore_step(target, s)
+            except DamagedCheckpoint as e:
+                then = "; trying the one before" if s != candidates[-1] else ""
+                print(f"warning: checkpoint {self.directory / str(s)} is damaged ({e}){then}",
+                      file=sys.stderr, flush=True)
+        raise InputError(f"no intact checkpoint (step{'s' if len(candidates) > 1 else ''} "
+                         f"{', '.join(map(str, candidates))} damaged, see the warnings above)", path=self.directory)
+
+    def set_aside(self, steps: list[int]) -> Path:
+        """Move checkpoints ``steps`` (damaged ones a resumed fit would overwrite) to ``RUN_DIR/damaged_checkpoints/``
+        for a person to look at; returns that directory."""
+        dest = self.directory.parent / "damaged_checkpoints"
+        dest.mkdir(exist_ok=True)
+        for s in steps:
+            target, n = dest / str(s), 1
+            while target.exists():
+                target, n = dest / f"{s}-{n}", n + 1
+            shutil.move(str(self.directory / str(s)), str(target))
+        self._manager.reload()
+        return dest
+
+    def _restore_step(self, target: dict, step: int) -> dict:
+        """Checkpoint ``step`` restored into the structure of ``target``; :class:`DamagedCheckpoint` when its
+        files do not match their digest or Orbax cannot read it."""
+        check_digests(self.directory / str(step))
+        try:
+            return self._orbax_restore(target, step)
+        except Exception as e:  # Orbax and TensorStore report a damaged file in many exception types
+            raise DamagedCheckpoint(f"{type(e).__name__}: {first_line(e)}") from e
+
+    def _orbax_restore(self, target: dict, step: int) -> dict:
         saved = self._manager.item_metadata(step)
         saved = getattr(saved, "tree", saved)
         local = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # unless the target says otherwise
@@ -76,7 +200,7 @@ class Checkpointer:
         restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
         for new, old in renamed.items():
             restored[new] = restored.pop(old)
-        return step, restored
+        return restored
 
     def close(self) -> None:
         self._manager.close()

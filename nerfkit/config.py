@@ -10,11 +10,12 @@ import dataclasses
 import json
 import typing
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional
 
 import tyro
 
 from nerfkit.errors import InputError
+from nerfkit.flags import FINITE, FRACTION, NON_NEGATIVE, POSITIVE, Rule, at_least
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,13 @@ class FieldConfig:
     """Fourier features: seed of the fixed frequency matrix B (not trained; rebuilt from this seed on load)."""
     siren_w0: float = 30.0
     """SIREN (activation=sine): the frequency factor w0 of every sine layer (30 in the paper)."""
+
+    RULES: ClassVar[dict[str, Rule]] = dict(
+        depth=at_least(1), width=at_least(1), skips=NON_NEGATIVE, pos_freqs=NON_NEGATIVE, dir_freqs=NON_NEGATIVE,
+        view_width=at_least(1), density_bias=FINITE, hash_levels=at_least(1), hash_features=at_least(1),
+        hash_log2_size=Rule(low=1, high=30), hash_min_res=at_least(1), hash_max_res=at_least(1),
+        fourier_features=at_least(1), fourier_scale=POSITIVE, fourier_seed=NON_NEGATIVE, siren_w0=POSITIVE)
+    """The domain of each numeric field (:mod:`nerfkit.flags`), checked before a fit starts."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +157,15 @@ class ModelConfig:
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     """Matmul dtype of the MLPs (accumulation and the integrator stay float32)."""
 
+    RULES: ClassVar[dict[str, Rule]] = dict(
+        num_coarse=at_least(1), num_fine=NON_NEGATIVE, proposal_samples=at_least(1), render_proposal_samples=at_least(1),
+        render_num_fine=NON_NEGATIVE, interlevel_loss=NON_NEGATIVE,
+        distortion_loss=NON_NEGATIVE, grid_resolution=at_least(1), march_steps=at_least(1), max_samples=at_least(1),
+        grid_update_every=at_least(1), grid_decay=Rule(low=0, high=1, low_open=True), grid_threshold=FRACTION,
+        early_stop_eps=Rule(low=0, high=1, high_open=True), contraction_radius=POSITIVE, contraction_far=POSITIVE,
+        appearance_dim=NON_NEGATIVE, appearance_render=at_least(-1))
+    """The domain of each numeric field (:mod:`nerfkit.flags`)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
@@ -160,6 +177,9 @@ class DataConfig:
     """Integer factor to shrink images by (area filtering)."""
     background: Annotated[Literal["white", "black", "random"], tyro.conf.arg(aliases=("--background",))] = "white"
     """Background composited behind transparent pixels in training (random: a new colour per ray)."""
+
+    RULES: ClassVar[dict[str, Rule]] = dict(downscale=at_least(1))
+    """The domain of each numeric field (:mod:`nerfkit.flags`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +239,15 @@ class TrainConfig:
     --train.distributed). batch_rays must be divisible by it."""
     distributed: bool = False
     """Multi-host: call jax.distributed.initialize() first (coordinator from the environment, e.g. SLURM)."""
+
+    RULES: ClassVar[dict[str, Rule]] = dict(
+        steps=at_least(1), time_budget=POSITIVE, batch_rays=at_least(1), sample_budget=at_least(1),
+        early_stop_prepass=NON_NEGATIVE, lr_init=POSITIVE, lr_final=POSITIVE, pose_lr=NON_NEGATIVE,
+        lr_warmup_steps=NON_NEGATIVE, adam_eps=POSITIVE, grad_clip=NON_NEGATIVE, seed=NON_NEGATIVE,
+        log_every=at_least(1), val_every=NON_NEGATIVE, val_views=NON_NEGATIVE, val_every_seconds=NON_NEGATIVE,
+        checkpoint_every=NON_NEGATIVE, keep_checkpoints=at_least(1), render_chunk=at_least(1), multiscale=at_least(1),
+        devices=NON_NEGATIVE)
+    """The domain of each numeric field (:mod:`nerfkit.flags`)."""
 
 
 @dataclasses.dataclass(frozen=True)

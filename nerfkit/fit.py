@@ -2,7 +2,9 @@
 
 ``fit`` checks the run directory, loads the scene, builds (or resumes) the model, optimiser and sampler
 state, then steps until ``--steps`` or ``--time-budget``: logging, validating and checkpointing on the way,
-and validating, summarising and plotting at the end. The pieces it is made of are small and named:
+and validating, summarising and plotting at the end; SIGTERM or SIGINT (:class:`StopSignals`) stop it after
+the step in flight, with a checkpoint. Every numeric field of the config is checked first
+(:func:`nerfkit.flags.check`). The pieces it is made of are small and named:
 :class:`Clock` (deadline and pacing), :class:`RunLog` (progress, metrics.jsonl, the loss history),
 :class:`FitState` (what is trained and checkpointed) and :class:`FitLoop` (one step, logging, validation,
 checkpoints). The only host syncs are every ``log_every`` steps, at validation and at checkpoints, plus a
@@ -14,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,7 @@ import jax
 import numpy as np
 
 from nerfkit import metrics as metrics_lib
-from nerfkit import devices, parallel, renderer, runs, samplers
+from nerfkit import devices, flags, parallel, renderer, runs, samplers
 from nerfkit.checkpoint import Checkpointer, from_train_state, train_state
 from nerfkit.config import FitConfig, save_config
 from nerfkit.errors import InputError
@@ -36,8 +40,10 @@ SAMPLER_KEY_SALT = 1_000_003  # the sampler's updates draw from fold_in(seed key
 
 
 def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
-    """Fit a model as ``cfg`` says, writing everything to ``cfg.out``. Returns a summary dict."""
+    """Fit a model as ``cfg`` says, writing everything to ``cfg.out``. Returns a summary dict. Every numeric
+    field is checked against its domain (:mod:`nerfkit.flags`) before anything else is done."""
     start_time = time.time() if start_time is None else start_time
+    flags.check(cfg)
     check_run_dir(cfg)
     parallel.initialize(cfg.train.distributed)
     mesh = parallel.make_mesh(cfg.train.devices)
@@ -60,8 +66,6 @@ def check_run_dir(cfg: FitConfig) -> None:
         raise InputError("already holds checkpoints; pass --resume to continue or choose another --out", path=out)
     if cfg.resume and (out / "config.json").exists():
         runs.check_resumable(cfg, out)
-    if cfg.train.batch_rays <= 0 or cfg.train.steps <= 0:
-        raise InputError("must be positive", field="train.batch_rays/train.steps")
 
 
 def write_run_files(cfg: FitConfig, scene: Scene) -> None:
@@ -190,6 +194,40 @@ class Progress:
             self.bar = None
 
 
+class StopSignals:
+    """SIGTERM and SIGINT while fitting (preemption on a cluster, Ctrl-C): the handler only notes the signal in
+    ``received``; the loop checks it between steps (no host sync), finishes the step in flight, checkpoints and
+    stops. A second one acts as it would without this handler (SIGTERM ends the process, SIGINT raises
+    KeyboardInterrupt). Installed only in the main thread (Python delivers signals there), and not for a signal
+    the process was told to ignore (SIGINT in a background job of a shell script)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: int | None = None
+        self.previous: dict = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self.handle) for sig in self.SIGNALS
+                             if signal.getsignal(sig) is not signal.SIG_IGN}
+        return self
+
+    def handle(self, signum, frame) -> None:
+        self.received = signum
+        signal.signal(signum, self.previous.get(signum) or signal.SIG_DFL)
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self.previous = {}
+
+    @property
+    def name(self) -> str | None:
+        """``"SIGTERM"`` / ``"SIGINT"`` once one was received, else None."""
+        return None if self.received is None else signal.Signals(self.received).name
+
+
 class FitLoop:
     """One fit's moving parts (see the module docstring); ``run`` steps, ``finish`` summarises."""
 
@@ -202,9 +240,7 @@ class FitLoop:
         self.state = FitState(0, params, tx.init(params), self.sampler.init_state())
         self.checkpointer = Checkpointer(self.out, keep=tcfg.keep_checkpoints)
         if cfg.resume and self.checkpointer.latest_step() is not None:
-            step, restored = self.checkpointer.restore(self.state.tree())
-            self.state = FitState(step, *from_train_state(restored, self.state.sampler_state))
-            print(f"resuming from step {step}", file=sys.stderr)
+            self.resume()
         s = self.state
         s.params, s.opt_state, s.sampler_state = parallel.replicate((s.params, s.opt_state, s.sampler_state), mesh)
         self.data = parallel.replicate(TrainData.from_scene(scene, tcfg.multiscale, cfg.model.pose_refine), mesh)
@@ -224,6 +260,20 @@ class FitLoop:
         self.total_rays = 0.0  # rays that contributed to the loss since the first (compiling) step
         self.val_psnr = None
         self.next_val_time = tcfg.val_every_seconds
+        self.signals = StopSignals()
+        self.save_failed = False
+
+    def resume(self) -> None:
+        """Continue from the newest intact checkpoint; damaged newer ones (warned about) are moved aside so the
+        resumed fit can write those steps again."""
+        step, restored = self.checkpointer.restore(self.state.tree())
+        self.state = FitState(step, *from_train_state(restored, self.state.sampler_state))
+        newer = [s for s in self.checkpointer.steps() if s > step]
+        if newer:
+            where = self.checkpointer.set_aside(newer)
+            print(f"warning: moved the damaged checkpoint(s) {', '.join(map(str, newer))} to {where}",
+                  file=sys.stderr)
+        print(f"resuming from step {step}", file=sys.stderr)
 
     def announce(self) -> None:
         train = self.scene.splits["train"]
@@ -234,29 +284,35 @@ class FitLoop:
         devices.announce(self.mesh.devices.flat)
 
     def run(self) -> str:
-        """Step until the steps or the time budget run out (or Ctrl-C); returns why it stopped. A checkpoint
-        of the last step is always written."""
+        """Step until the steps or the time budget run out, or SIGTERM / SIGINT arrives (:class:`StopSignals`);
+        returns why it stopped (``"steps"``, ``"time budget"``, ``"SIGTERM"``, ``"SIGINT"``). A checkpoint of
+        the last step is always written, unless writing one failed."""
         tcfg, s = self.cfg.train, self.state
-        try:
-            while s.step < tcfg.steps:
-                if self.clock.out_of_time(s.step, time.time()):
-                    return "time budget"
-                self.one_step()
-                if s.step % tcfg.log_every == 0 or s.step == tcfg.steps or not self.warmed_up:
-                    self.log_steps()
-                self.maybe_validate()
-                if tcfg.checkpoint_every and s.step % tcfg.checkpoint_every == 0 and s.step < tcfg.steps:
-                    self.save()
-            return "steps"
-        except KeyboardInterrupt:
-            self.log.progress.write("interrupted: saving a checkpoint (run again with --resume to continue)")
-            return "interrupted"
-        finally:
-            self.log.progress.close()
-            jax.block_until_ready(s.params)
-            if self.checkpointer.latest_step() != s.step:  # the timing save after step 1 may already hold it
-                self.save()
-            self.checkpointer.close()
+        with self.signals:  # until the last checkpoint is written
+            try:
+                while s.step < tcfg.steps:
+                    if self.signals.received is not None:
+                        self.log.progress.write(f"{self.signals.name}: saving a checkpoint of step {s.step}")
+                        return self.signals.name
+                    if self.clock.out_of_time(s.step, time.time()):
+                        return "time budget"
+                    self.one_step()
+                    if s.step % tcfg.log_every == 0 or s.step == tcfg.steps or not self.warmed_up:
+                        self.log_steps()
+                    self.maybe_validate()
+                    if tcfg.checkpoint_every and s.step % tcfg.checkpoint_every == 0 and s.step < tcfg.steps:
+                        self.save()
+                return "steps"
+            except KeyboardInterrupt:  # a second Ctrl-C
+                self.log.progress.write(f"SIGINT: saving a checkpoint of step {s.step}")
+                return "SIGINT"
+            finally:
+                self.log.progress.close()
+                if not self.save_failed:  # never try again what the disk refused
+                    jax.block_until_ready(s.params)
+                    if self.checkpointer.latest_step() != s.step:  # the timing save after step 1 may hold it
+                        self.save()
+                self.checkpointer.close()
 
     def one_step(self) -> None:
         """Dispatch one train step (refreshing the sampler's state first when it is due); then wait for the
@@ -339,14 +395,19 @@ class FitLoop:
     def save(self) -> float:
         """Checkpoint the current step (waits for it); returns the seconds it took."""
         t0 = time.time()
-        self.checkpointer.save(self.state.step, self.state.tree())
+        try:
+            self.checkpointer.save(self.state.step, self.state.tree())
+        except InputError:  # a full disk: the fit stops with that error
+            self.save_failed = True
+            raise
         self.clock.overhead += time.time() - t0
         self.clock.finished(self.state.step, time.time())
         return time.time() - t0
 
     def finish(self, stop_reason: str) -> dict:
         """Final validation, ``summary.json``, ``training.png`` and a closing line; returns the summary."""
-        if stop_reason != "interrupted":
+        stopped = stop_reason in ("SIGTERM", "SIGINT")
+        if not stopped:
             self.run_validation()
         self.log.close()
         s, now = self.state, time.time()
@@ -365,4 +426,8 @@ class FitLoop:
         val = self.val_psnr if self.val_psnr is None else round(self.val_psnr, 2)
         print(f"done: {s.step} steps in {summary['seconds']:.0f}s ({stop_reason}), {summary['rays_per_s']:.0f} "
               f"rays/s, validation PSNR {val} dB -> {self.out}", file=sys.stderr)
+        if stopped:
+            print(f"stopped by {stop_reason} at step {s.step} of {self.cfg.train.steps}; checkpoint "
+                  f"{self.checkpointer.directory / str(s.step)} written: run the same command with --resume to "
+                  "continue", file=sys.stderr)
         return summary

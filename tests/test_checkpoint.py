@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -103,3 +105,89 @@ def test_checkpoint_from_before_the_sampler_state_still_restores(tmp_path, grid_
         np.testing.assert_array_equal(np.asarray(state.occupied), np.asarray(density > 1.0))
     else:
         assert state == NoState()
+
+
+# ------------------------------------------------------------------------------ damaged checkpoints, full disk
+def _largest_file(step_dir: Path) -> Path:
+    return max((p for p in step_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+
+
+def _truncate(step_dir: Path) -> None:  # what a full disk or an interrupted copy leaves
+    f = _largest_file(step_dir)
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+
+def _delete(step_dir: Path) -> None:
+    _largest_file(step_dir).unlink()
+
+
+def _garbage(step_dir: Path) -> None:  # same size, other bytes: Orbax alone restores these without complaint
+    f = _largest_file(step_dir)
+    b = bytearray(f.read_bytes())
+    mid = len(b) // 2
+    b[mid:mid + 16] = bytes((x + 1) % 256 for x in b[mid:mid + 16])
+    f.write_bytes(bytes(b))
+
+
+DAMAGE = {"truncate": _truncate, "delete": _delete, "garbage": _garbage}
+
+
+def damage_checkpoint(step_dir: Path, how: str) -> None:
+    """Damage checkpoint directory ``step_dir`` in one of the ways of :data:`DAMAGE`."""
+    DAMAGE[how](Path(step_dir))
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_damaged_newest_checkpoint_falls_back_with_a_warning(tmp_path, how, capsys):
+    states = {s: _state(seed=s) for s in (2, 4)}
+    with Checkpointer(tmp_path, keep=3) as ck:
+        for s, st in states.items():
+            ck.save(s, st)
+    damage_checkpoint(tmp_path / "checkpoints" / "4", how)
+    capsys.readouterr()
+    with Checkpointer(tmp_path, create=False) as ck:
+        step, restored = ck.restore(_state(seed=0))
+    assert step == 2
+    _assert_same(restored, states[2])
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning: checkpoint ")
+    assert str(tmp_path / "checkpoints" / "4") in warning[0] and "damaged" in warning[0]
+
+
+def test_no_intact_checkpoint_is_one_error_naming_the_directory(tmp_path, capsys):
+    with Checkpointer(tmp_path, keep=3) as ck:
+        for s in (2, 4):
+            ck.save(s, _state(seed=s))
+    for s in (2, 4):
+        damage_checkpoint(tmp_path / "checkpoints" / str(s), "garbage")
+    with Checkpointer(tmp_path, create=False) as ck:
+        with pytest.raises(InputError, match="no intact checkpoint") as err:
+            ck.restore(_state(seed=0))
+    assert str(tmp_path / "checkpoints") in str(err.value) and "\n" not in str(err.value)
+    assert len(capsys.readouterr().err.strip().splitlines()) == 2  # a warning for each
+
+
+def test_full_disk_while_saving_leaves_the_earlier_checkpoints(tmp_path, monkeypatch):
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    saved = _state(seed=2)
+    with Checkpointer(tmp_path, keep=1) as ck:  # keep=1: the failed save must not have removed step 2 either
+        ck.save(2, saved)
+
+        def full_disk(self, directory, *args, **kwargs):  # Orbax's temporary directory exists by now
+            (Path(directory) / "partial").write_bytes(b"\0" * 10)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", full_disk)
+        monkeypatch.setattr(ocp.StandardCheckpointHandler, "save", full_disk)
+        with pytest.raises(InputError, match="could not write checkpoint 4 .the disk is full.") as err:
+            ck.save(4, _state(seed=4))
+        assert "steps 2" in str(err.value) and "--resume" in str(err.value)
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]  # no partial files left
+    with Checkpointer(tmp_path, create=False) as ck:
+        step, restored = ck.restore(_state(seed=0))
+    assert step == 2
+    _assert_same(restored, saved)

@@ -113,7 +113,7 @@ def test_apply_overrides_and_cpu_downscale():
 def fits(monkeypatch):
     """The configs ``nerfkit fit`` would fit, instead of fitting them."""
     seen = []
-    monkeypatch.setattr("nerfkit.fit.fit", lambda cfg, start_time=None: seen.append(cfg))
+    monkeypatch.setattr("nerfkit.fit.fit", lambda cfg, start_time=None: seen.append(cfg) or {"stop_reason": "steps"})
     return seen
 
 

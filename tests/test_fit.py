@@ -1,5 +1,6 @@
-"""End-to-end tests of ``nerfkit.fit.fit``: resuming reproduces an uninterrupted fit (in-process and
-after a SIGKILL of the CLI), and a short fit really learns the scene (PSNR gain on held-out views)."""
+"""End-to-end tests of ``nerfkit.fit.fit``: resuming reproduces an uninterrupted fit (in-process, after a
+SIGKILL of the CLI, and after SIGTERM / SIGINT, which checkpoint the step in flight), a full disk stops a fit
+with one error, and a short fit really learns the scene (PSNR gain on held-out views)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import jax
 import numpy as np
 import pytest
 
+from cli.main import main as cli_main
 from nerfkit import evaluation, runs
 from nerfkit.config import DataConfig, FieldConfig, FitConfig, ModelConfig, TrainConfig, load_config
 from nerfkit.fit import fit
@@ -103,10 +105,17 @@ def _run(cmd, timeout=120):
     return r
 
 
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny_blender_dir):
-    steps = 12
-    run = tmp_path / "killed"
-    proc = subprocess.Popen(_cli_fit_cmd(run, tiny_blender_dir, steps), stdout=subprocess.DEVNULL,
+@pytest.fixture(scope="module")
+def uninterrupted_cli_fit(tmp_path_factory, tiny_blender_dir):
+    """(params, step) of the fit of :func:`_cli_fit_cmd` (12 steps) run in one go, in-process through the CLI."""
+    run = tmp_path_factory.mktemp("uninterrupted") / "ref"
+    assert cli_main(_cli_fit_cmd(run, tiny_blender_dir, 12)[3:]) == 0
+    return _final(run)
+
+
+def _start_and_signal(run: Path, data: Path, steps: int, sig: int) -> tuple[int, str]:
+    """Start a CLI fit, send ``sig`` once it has written checkpoint 4 or later; (exit code, stderr)."""
+    proc = subprocess.Popen(_cli_fit_cmd(run, data, steps), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
         deadline = time.time() + 120
@@ -114,28 +123,135 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny_blender_dir):
             if any(s >= 4 for s in _ckpt_steps(run)):
                 break
             time.sleep(0.02)
-        assert proc.poll() is None, f"the fit ended before it could be killed: {proc.stderr.read()[-2000:]}"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        assert proc.poll() is None, f"the fit ended before it could be signalled: {proc.stderr.read()[-2000:]}"
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
+    return proc.returncode, err
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny_blender_dir, uninterrupted_cli_fit):
+    steps = 12
+    run = tmp_path / "killed"
+    rc, _ = _start_and_signal(run, tiny_blender_dir, steps, signal.SIGKILL)
+    assert rc == -signal.SIGKILL
     killed_at = max(_ckpt_steps(run))
     assert 4 <= killed_at < steps
 
     r = _run(_cli_fit_cmd(run, tiny_blender_dir, steps) + ["--resume"])
     assert "resuming from step" in r.stderr
-    # The uninterrupted reference: the config the CLI resolved and saved, fitted in-process in one go.
-    ref_cfg = dataclasses.replace(load_config(run / "config.json"), out=tmp_path / "ref", resume=False)
-    assert ref_cfg.train.steps == steps and ref_cfg.train.checkpoint_every == 2
-    fit(ref_cfg)
-    params_ref, step_ref = _final(tmp_path / "ref")
+    # The uninterrupted reference: the same command, fitted in-process in one go.
+    assert load_config(run / "config.json").train.checkpoint_every == 2
+    params_ref, step_ref = uninterrupted_cli_fit
     params_res, step_res = _final(run)
     assert step_ref == step_res == steps
     _assert_params_close(params_ref, params_res)
+
+
+@pytest.mark.slow  # a real process and its exit code; the in-process test below covers the same default-on
+def test_sigterm_checkpoints_the_step_in_flight_then_resume_equals_uninterrupted(tmp_path, tiny_blender_dir,
+                                                                                 uninterrupted_cli_fit, capsys):
+    """Preemption (what Slurm and Kubernetes send): the fit finishes its step, checkpoints it, says how to
+    resume and exits 143; --resume then ends where an uninterrupted fit does."""
+    steps = 12
+    run = tmp_path / "preempted"
+    rc, err = _start_and_signal(run, tiny_blender_dir, steps, signal.SIGTERM)
+    assert rc == 128 + signal.SIGTERM, err[-3000:]
+    assert "Traceback" not in err
+    stopped_at = max(_ckpt_steps(run))
+    assert 4 <= stopped_at < steps
+    assert f"stopped by SIGTERM at step {stopped_at} of {steps}" in err
+    assert "to continue: nerfkit fit paper --out " in err and err.rstrip().endswith("--resume")
+    assert json.loads((run / "summary.json").read_text())["stop_reason"] == "SIGTERM"
+
+    assert cli_main(_cli_fit_cmd(run, tiny_blender_dir, steps)[3:] + ["--resume"]) == 0  # in-process: no start-up
+    assert f"resuming from step {stopped_at}" in capsys.readouterr().err
+    params_ref, _ = uninterrupted_cli_fit
+    params_res, step_res = _final(run)
+    assert step_res == steps
+    _assert_params_close(params_ref, params_res)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_after_the_step_with_its_exit_code_and_resumes(sig, tmp_path, tiny_blender_dir,
+                                                                    uninterrupted_cli_fit, monkeypatch, capsys,
+                                                                    request):
+    """SIGTERM (preemption) or SIGINT (Ctrl-C) while step 5 is in flight: checkpoint 5, exit 128 + signal, the
+    command that continues printed; --resume then reaches the uninterrupted fit's parameters (atol 1e-6;
+    checked after SIGTERM)."""
+    from nerfkit.fit import FitLoop
+
+    one_step = FitLoop.one_step
+
+    def step_then_signal(self):
+        one_step(self)
+        if self.state.step == 5:
+            os.kill(os.getpid(), sig)
+
+    monkeypatch.setattr(FitLoop, "one_step", step_then_signal)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not ignored)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
+    run = tmp_path / "stopped"
+    name = signal.Signals(sig).name
+    assert cli_main(_cli_fit_cmd(run, tiny_blender_dir, 12)[3:]) == 128 + sig
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are gone again
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert _ckpt_steps(run)[-1] == 5
+    err = capsys.readouterr().err
+    assert f"stopped by {name} at step 5 of 12" in err and err.rstrip().endswith("--resume")
+    assert "to continue: nerfkit fit paper --out " in err
+    monkeypatch.undo()
+    if sig == signal.SIGTERM:  # the resume is the same for both (time: the default suite is kept short)
+        assert cli_main(_cli_fit_cmd(run, tiny_blender_dir, 12)[3:] + ["--resume"]) == 0
+        params_ref, _ = uninterrupted_cli_fit
+        _assert_params_close(params_ref, _final(run)[0])
+
+
+def test_stop_signals_note_the_signal_and_leave_an_ignored_one_ignored():
+    from nerfkit.fit import StopSignals
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job of a shell script
+    try:
+        with StopSignals() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == stop.handle
+            os.kill(os.getpid(), signal.SIGTERM)  # noted, not acted on
+            assert stop.name == "SIGTERM"
+            assert signal.getsignal(signal.SIGTERM) == before[signal.SIGTERM]  # a second one acts as usual
+        assert signal.getsignal(signal.SIGTERM) == before[signal.SIGTERM]
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def test_full_disk_while_fitting_is_one_error_and_keeps_the_earlier_checkpoints(tmp_path, tiny_blender_dir,
+                                                                                 monkeypatch, capsys):
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    real_save, saves = ocp.StandardCheckpointHandler.async_save, []
+
+    def disk_full_after_two_saves(self, *args, **kwargs):
+        saves.append(1)
+        if len(saves) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", disk_full_after_two_saves)
+    run = tmp_path / "full"
+    assert cli_main(_cli_fit_cmd(run, tiny_blender_dir, 12)[3:]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(saves) == 3  # no second try at the failed save
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("nerfkit: error: ") and "could not write checkpoint 6 (the disk is full)" in last
+    monkeypatch.undo()
+    assert _ckpt_steps(run) == [2, 4] and not list((run / "checkpoints").glob("*tmp*"))
+    assert _final(run)[1] == 4  # restorable
 
 
 # ------------------------------------------------------------------------------------------- PSNR gain

@@ -43,7 +43,7 @@ from nerfkit.errors import InputError
 from nerfkit.types import Scene, SplitData
 from nerfkit.data.common import (DEFAULT_SPLITS, IMAGE_SUFFIXES_ANY_CASE, INTRINSICS_ORDER, check_dataset_dir,
                                  check_downscale, check_splits, find_image, frame_values, intrinsics_cameras,
-                                 json_frames, json_matrix, json_number, json_string, read_aabb, read_intrinsics,
+                                 json_frames, json_number, json_pose, json_string, read_aabb, read_intrinsics,
                                  read_json, read_size, relative_name, report_missing, require)
 from nerfkit.data.images import area_downscale, read_rgba, read_rgba_fitting, run_in_order
 
@@ -81,13 +81,13 @@ def _parse_frames(root: Path, meta: dict, json_path: Path) -> list[_Frame]:
         where = f"frames[{i}]"
         fp_field, m_field = f"{where}.file_path", f"{where}.transform_matrix"
         fp = json_string(require(fr, "file_path", json_path, fp_field), json_path, fp_field)
-        m = json_matrix(require(fr, "transform_matrix", json_path, m_field), (4, 4), json_path, m_field)
+        c2w = json_pose(require(fr, "transform_matrix", json_path, m_field), json_path, m_field)
         total += 1
         image = find_image(root, fp, _DEFAULT_SUFFIXES)
         if image is None:
             missing.append(fp)
             continue
-        out.append(_Frame(image=image, name=relative_name(image, root), c2w=m[:3, :4],
+        out.append(_Frame(image=image, name=relative_name(image, root), c2w=c2w,
                           values=frame_values(meta, fr, _INTRINSIC_KEYS, where)))
     report_missing(json_path, missing, total)
     return out

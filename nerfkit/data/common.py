@@ -18,7 +18,8 @@ What lives here, so that each format module only says what is particular to its 
   camera up to +z): :func:`normalising_transform` (from :func:`normalisation` and :func:`up_rotation`),
   :func:`transform_poses`, :func:`box_through` and the scene that records it, :class:`NormalisedScene`;
   whether the cameras look forward or around: :func:`view_spread_degrees`, :func:`is_360`;
-* the rotation check of stored poses: ``ROTATION_TOL`` and :func:`rotation_problem`.
+* the rotation check of stored poses: ``ROTATION_TOL`` and :func:`rotation_problem` (:func:`json_pose` applies it
+  to a JSON ``transform_matrix``).
 
 Every problem with the input is an :class:`~nerfkit.errors.InputError` naming the file and the field.
 """
@@ -199,6 +200,22 @@ def json_matrix(value: Any, shape: tuple[int, ...], path: Path | str | None, fie
     if not np.all(np.isfinite(arr)):
         raise InputError("contains non-finite values", path, field)
     return arr
+
+
+def json_pose(value: Any, path: Path | str | None, field: str, allow_3x4: bool = False) -> np.ndarray:
+    """A camera-to-world pose from JSON as float64 [3, 4]: a 4x4 matrix of finite numbers (:func:`json_matrix`;
+    3x4 too with ``allow_3x4``) whose rotation part is a rotation (:func:`rotation_problem`), else ``InputError``.
+
+    >>> json_pose([[0, 0, 0, 1], [0, 0, 0, 2], [0, 0, 0, 3], [0, 0, 0, 1]], "t.json", "m")
+    Traceback (most recent call last):
+    nerfkit.errors.InputError: t.json [m]: the rotation part is not orthonormal (|R^T R - I| = 1)
+    """
+    shape = (3, 4) if allow_3x4 and isinstance(value, list) and len(value) == 3 else (4, 4)
+    m = json_matrix(value, shape, path, field)
+    why = rotation_problem(m[:3, :3])
+    if why is not None:
+        raise InputError(f"the rotation part is {why}", path, field)
+    return m[:3, :4]
 
 
 def json_string(value: Any, path: Path | str | None, field: str) -> str:

@@ -87,9 +87,9 @@ from nerfkit.types import Cameras, SplitData
 from nerfkit.data.common import (CAMERA_RADIUS, DEFAULT_SPLITS, HOLDOUT, IMAGE_SUFFIXES, IMAGE_SUFFIXES_ANY_CASE,
                                  INTRINSICS_ORDER, NormalisedScene, box_through, check_dataset_dir, check_downscale,
                                  check_splits, find_image, frame_values, has_image_suffix, holdout_split,
-                                 intrinsics_cameras, json_frames, json_matrix, json_number, json_string,
+                                 intrinsics_cameras, json_frames, json_matrix, json_number, json_pose, json_string,
                                  normalisation, normalising_transform, read_aabb, read_intrinsics, read_json,
-                                 read_size, relative_name, report_missing, require, resize_cameras, rotation_problem,
+                                 read_size, relative_name, report_missing, require, resize_cameras,
                                  transform_poses)
 from nerfkit.data.images import area_downscale, image_size_fitting, read_raw, read_rgba_fitting, run_in_order
 
@@ -136,12 +136,7 @@ def _parse_frame(root: Path, meta: dict, i: int, fr: dict, json_path: Path) -> t
     for key in ("file_path", "transform_matrix"):
         require(fr, key, json_path, f"{where}.{key}")
     fp = json_string(fr["file_path"], json_path, f"{where}.file_path")
-    m = fr["transform_matrix"]
-    shape = (3, 4) if isinstance(m, list) and len(m) == 3 else (4, 4)
-    m = json_matrix(m, shape, json_path, f"{where}.transform_matrix")
-    why = rotation_problem(m[:3, :3])
-    if why is not None:
-        raise InputError(f"the rotation part is {why}", json_path, f"{where}.transform_matrix")
+    m = json_pose(fr["transform_matrix"], json_path, f"{where}.transform_matrix", allow_3x4=True)
     image = find_image(root, fp)
     if image is None:
         return fp, None
@@ -149,7 +144,7 @@ def _parse_frame(root: Path, meta: dict, i: int, fr: dict, json_path: Path) -> t
     if fr.get("mask_path") is not None:
         mask_path = json_string(fr["mask_path"], json_path, f"{where}.mask_path")
         mask = _resolve(root, mask_path, json_path, f"{where}.mask_path", "mask")
-    return fp, _Frame(index=i, image=image, name=relative_name(image, root), c2w=m[:3, :4], mask=mask,
+    return fp, _Frame(index=i, image=image, name=relative_name(image, root), c2w=m, mask=mask,
                       values=frame_values(meta, fr, _FRAME_KEYS, where))
 
 
