@@ -34,6 +34,7 @@ CHUNK = 4096  # rays per rendering call: one compiled shape for every frame size
 BLOCK = 4 * CHUNK  # rays between checks whether a full-resolution frame is still wanted
 MOVE_SECONDS = 0.12  # target render time of a frame while the camera moves
 SETTLE_SECONDS = 0.25  # the camera is still this long before the full-resolution frame
+START_BACK = 1.4  # a new tab's camera: the first training camera's, this much farther from the focus point
 MIN_SIDE = 32
 _FLIP = np.diag([1.0, -1.0, -1.0])  # OpenCV <-> OpenGL camera axes
 
@@ -262,7 +263,7 @@ class Viewer:
         self.up = camera_paths.mean_up(train.c2w)
         self.focus = camera_paths.focus_point(train.c2w)
         server.scene.set_up_direction(tuple(float(x) for x in self.up))
-        add_training_cameras(server, train, images, frustum_scale(train.c2w))
+        self.frustums = add_training_cameras(server, train, images, frustum_scale(train.c2w))
         self._panel()
         server.on_client_connect(self._connect)
         server.on_client_disconnect(self._disconnect)
@@ -271,7 +272,10 @@ class Viewer:
         gui, s = self.server.gui, self.settings
         mode = gui.add_dropdown("Output", MODES, initial_value=s.mode)
         side = gui.add_slider("Max side (px)", min=64, max=1024, step=32, initial_value=s.max_side)
+        self.show_cameras = gui.add_checkbox("Training cameras", True)
         self.status = gui.add_markdown("")
+
+        self.show_cameras.on_update(lambda _: self.show_training_cameras(bool(self.show_cameras.value)))
 
         @mode.on_update
         def _(_) -> None:
@@ -302,13 +306,17 @@ class Viewer:
         save.on_click(lambda _: self.save_path())
         self.render_button.on_click(lambda _: threading.Thread(target=self.render_path, daemon=True).start())
 
+    def show_training_cameras(self, visible: bool) -> None:
+        for f in self.frustums:
+            f.visible = visible
+
     def _connect(self, client) -> None:
         r = ClientRenderer(client, self.field, self.settings)
         self.clients[client.client_id] = r
         c2w = self.field.meta.cameras["train"].c2w[0]
         target = self.focus if self.focus is not None else c2w[:3, 3] - c2w[:3, 2]
-        with client.atomic():
-            client.camera.position = c2w[:3, 3]
+        with client.atomic():  # behind the first training camera, so that its frustum is in view, not in the way
+            client.camera.position = target + START_BACK * (c2w[:3, 3] - target)
             client.camera.look_at = target
             client.camera.up_direction = self.up
         client.camera.on_update(lambda camera: r.move(View.of(camera)))
@@ -423,15 +431,18 @@ def render_camera_path(run: runs.Run, path: dict, out: Path, name: str) -> list[
     return files
 
 
-def add_training_cameras(server, cams: Cameras, images, scale: float, max_cameras: int = 200) -> None:
-    """The training cameras as frustums (every k-th of more than ``max_cameras``), with their thumbnails."""
+def add_training_cameras(server, cams: Cameras, images, scale: float, max_cameras: int = 200) -> list:
+    """The training cameras as frustums (every k-th of more than ``max_cameras``), with their thumbnails;
+    returns their scene handles."""
     step = max(1, int(np.ceil(len(cams) / max_cameras)))
+    handles = []
     for i in range(0, len(cams), step):
         wxyz, pos = c2w_to_viser(cams.c2w[i])
         fov = 2.0 * np.arctan(0.5 * cams.height / float(cams.fy[i]))
-        server.scene.add_camera_frustum(f"/training_cameras/{i}", fov=float(fov), aspect=cams.width / cams.height,
-                                        scale=scale, wxyz=wxyz, position=pos, color=(60, 60, 200),
-                                        image=None if images is None else images[i], format="jpeg")
+        handles.append(server.scene.add_camera_frustum(
+            f"/training_cameras/{i}", fov=float(fov), aspect=cams.width / cams.height, scale=scale, wxyz=wxyz,
+            position=pos, color=(60, 60, 200), image=None if images is None else images[i], format="jpeg"))
+    return handles
 
 
 def start(field: FieldRenderer, run_dir: Path, host: str = "127.0.0.1", port: int = 7007, images=None,
