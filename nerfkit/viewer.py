@@ -34,7 +34,7 @@ CHUNK = 4096  # rays per rendering call: one compiled shape for every frame size
 BLOCK = 4 * CHUNK  # rays between checks whether a full-resolution frame is still wanted
 MOVE_SECONDS = 0.12  # target render time of a frame while the camera moves
 SETTLE_SECONDS = 0.25  # the camera is still this long before the full-resolution frame
-START_BACK = 1.4  # a new tab's camera: the first training camera's, this much farther from the focus point
+START_BACK = 1.6  # a new tab's camera: the first training camera's, this much farther from the focus point
 MIN_SIDE = 32
 _FLIP = np.diag([1.0, -1.0, -1.0])  # OpenCV <-> OpenGL camera axes
 
@@ -106,6 +106,10 @@ class FieldRenderer:
         self.rays_per_s = 20_000.0  # refined after every frame
         self.lock = threading.Lock()  # one frame at a time
         self.set_params(params, sampler_state)
+        train = meta.cameras["train"].c2w
+        focus = camera_paths.focus_point(train)
+        self.center = np.asarray(meta.aabb, np.float64).mean(0) if focus is None else focus
+        self.radius = float(np.median(np.linalg.norm(train[:, :3, 3] - self.center, axis=-1)))
 
     @classmethod
     def of_run(cls, run: runs.Run) -> "FieldRenderer":
@@ -120,6 +124,8 @@ class FieldRenderer:
         cams = view_cameras(view, width, height, self.meta.cameras["train"])
         rays = cam.image_rays(cams, 0, np)
         o, d = rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3)
+        ahead = self.ahead(view)
+        o = o + ahead * d
         radii = np.full(len(o), float(pixel_radius(float(cams.fx[0]))), np.float32)
         params, state = self.params
         parts, t0 = [], time.time()
@@ -132,7 +138,16 @@ class FieldRenderer:
         self.rays_per_s = 0.5 * self.rays_per_s + 0.5 * len(o) / max(time.time() - t0, 1e-6)
         out = {k: np.concatenate([p[k] for p in parts]).reshape(height, width, *parts[0][k].shape[1:])
                for k in ("rgb", "depth", "opacity")}
-        return to_image(out, mode, self.meta.near, self.meta.far)
+        out["depth"] = out["depth"] + ahead
+        return to_image(out, mode, self.meta.near + ahead, self.meta.far + ahead)
+
+    def ahead(self, view: View) -> float:
+        """How far to start the rays ahead of a camera that is farther from the scene than the training cameras
+        (their median distance from the focus point), so that the scene stays within the sampler's near..far:
+        0 for nearer cameras and forward-facing (NDC) runs."""
+        if self.meta.cameras["train"].ndc_near is not None:
+            return 0.0
+        return max(float(np.linalg.norm(np.asarray(view.c2w)[:3, 3] - self.center)) - self.radius, 0.0)
 
 
 def to_image(out: dict, mode: str, near: float, far: float) -> np.ndarray:
@@ -220,13 +235,13 @@ class ClientRenderer(threading.Thread):
 
 
 def frustum_scale(c2w: np.ndarray) -> float:
-    """A frustum size that suits the cameras' spacing: a tenth of their median distance from their centroid.
+    """A frustum size that suits the cameras' spacing: 1/20 of their median distance from their centroid.
 
     >>> frustum_scale(np.stack([np.eye(3, 4) + np.eye(3, 4, k=3) * x for x in (-1.0, 1.0)]))
-    0.1
+    0.05
     """
     pos = np.asarray(c2w)[:, :3, 3]
-    return float(max(0.1 * np.median(np.linalg.norm(pos - pos.mean(0), axis=-1)), 1e-3))
+    return float(max(0.05 * np.median(np.linalg.norm(pos - pos.mean(0), axis=-1)), 1e-3))
 
 
 def thumbnails(run: runs.Run, side: int = 64) -> list[np.ndarray] | None:

@@ -70,6 +70,17 @@ def test_frame_matches_render_of_the_same_camera(run, field):
         assert field.render(_train_view(run), 8, 8, mode).shape == (8, 8, 3)
 
 
+def test_far_cameras_start_their_rays_near_the_scene(run, field):
+    # From twice the training cameras' distance the scene would lie beyond the sampler's far bound.
+    near = _train_view(run)
+    c2w = near.c2w.copy()
+    c2w[:3, 3] = field.center + 2.0 * (c2w[:3, 3] - field.center)
+    far = viewer.View(c2w, near.fov, near.aspect)
+    assert field.ahead(near) == pytest.approx(max(np.linalg.norm(near.c2w[:3, 3] - field.center) - field.radius, 0))
+    assert field.ahead(far) == pytest.approx(np.linalg.norm(c2w[:3, 3] - field.center) - field.radius)
+    assert field.ahead(far) > field.ahead(near) + 1.0
+
+
 class _FakeClient:
     """Records the frames a ClientRenderer sends."""
 
