@@ -95,3 +95,10 @@ def test_evaluate_writes_lpips_and_its_network(tmp_path, tiny_run):
     none = evaluation.evaluate(tiny_run, data=tmp_path / "scene", out=tmp_path / "none", save_images=0, lpips="none")
     assert "lpips" not in none and "lpips_net" not in none and "LPIPS" not in evaluation.format_table(none)
     assert all("lpips" not in r for r in none["per_view"])
+
+
+def test_cli_refuses_lpips_on_images_too_small(tiny_run, capsys):
+    from cli.main import main
+
+    assert main(["evaluate", str(tiny_run), "--lpips", "alex", "--save-images", "0"]) == 2
+    assert "needs images of at least 31 pixels" in capsys.readouterr().err

@@ -213,3 +213,10 @@ def test_fit_loop_hands_the_viewer_parameters(tiny_blender_dir, tmp_path, monkey
     cfg = dataclasses.replace(tiny_fit_config(tmp_path / "run", tiny_blender_dir, steps=3), viewer=True)
     fit(cfg)
     assert started.is_set() and calls == [1, 2, 3, "closed"]
+
+
+def test_view_command_rejects_a_missing_run(tmp_path, capsys):
+    from cli.main import main
+
+    assert main(["view", str(tmp_path / "nope")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
