@@ -54,5 +54,4 @@ DATA=()
 [ -d "$CARRY/lego" ] && DATA=(--data "$CARRY/lego")
 [ -z "$DRY" ] && [ ${#DATA[@]} -eq 0 ] && { echo "no $CARRY/lego: run benchmarks/gpu_prepare.sh first" >&2; exit 1; }
 timeout 530 "$PY" benchmarks/gpu_suite.py ${DRY} "${DATA[@]}" "${SUITE_ARGS[@]}" --out "$OUT_DIR"
-echo "gpu_run.sh done in $(( $(date +%s) - t0 )) s; results in $OUT_DIR:"
-ls -la "$OUT_DIR"
+echo "gpu_run.sh done in $(( $(date +%s) - t0 )) s; in $OUT_DIR: $(ls "$OUT_DIR" | tr '\n' ' ')"
