@@ -270,6 +270,8 @@ class FitConfig:
     viewer_port: int = 7007
     """--viewer: port to listen on."""
 
+    RULES: ClassVar[dict[str, Rule]] = dict(viewer_port=Rule(low=1, high=65535))
+
 
 # --------------------------------------------------------------------------------------------------------
 # JSON round trip of the resolved config.

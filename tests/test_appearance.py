@@ -131,6 +131,7 @@ def test_nerfw_protocol_a_code_fitted_on_the_left_half_wins_on_the_right(exposur
     assert "right: mean" in table and "fitted" in table and f"{app['fitted_code']['psnr']:.2f}" in table
 
 
+@pytest.mark.slow  # ~12 s; kept out of the default run's 10 minutes
 def test_without_appearance_codes_the_protocol_is_not_applied(tmp_path, tiny_blender_dir):
     from nerfkit.evaluation import evaluate, format_table
 

@@ -96,6 +96,7 @@ def test_gradients_finite_under_jit():
     assert any(float(jnp.abs(g).max()) > 0 for g in leaves)
 
 
+@pytest.mark.slow  # ~20 s; kept out of the default run's 10 minutes
 def test_bfloat16_matmuls_keep_float32_outputs_close():
     """compute_dtype=bfloat16: matmuls in bf16 (same float32 parameters), integrator and outputs in float32."""
     from nerfkit.config import ModelConfig

@@ -519,6 +519,7 @@ def test_cli_error_is_one_line_exit_2(tiny_capture, tmp_path, capsys):
 FIT_STEPS = 1000  # the preset's 128 rays per step; about 30-45 s of fitting on the 2-core CPU
 
 
+@pytest.mark.slow  # ~35 s of fitting
 def test_fit_llff_preset_held_out_psnr(capture, tmp_path):
     """`nerfkit fit llff --data CAPTURE`, shortened, then `nerfkit evaluate`: >= 26 dB on the held-out views."""
     from configs import PRESETS

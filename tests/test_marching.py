@@ -82,7 +82,8 @@ def _render(cfg, graphdef, params, grid, o, d, *, eps=None, budget=None):
     return _sampler(dataclasses.replace(cfg, early_stop_eps=eps)).render(model, rays, grid, bg, slots=budget)
 
 
-@pytest.mark.parametrize("budget", [7, 96 * 4])
+# budget 7 (many rounds) takes ~20 s: slow; the one-round budget runs by default.
+@pytest.mark.parametrize("budget", [pytest.param(7, marks=pytest.mark.slow), 96 * 4])
 def test_marching_without_termination_equals_one_pass(budget):
     """eps = 0: every sample is composited, in rounds (a budget of 7 slots needs many rounds and makes rays
     wait for slots), and the pixels are those of one-pass rendering."""

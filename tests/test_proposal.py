@@ -160,9 +160,12 @@ def test_render_time_sample_counts():
     model = nnx.merge(graphdef, params)
     d = jnp.asarray(np.eye(3, dtype=np.float32)[[0, 1, 2, 0]])
     rays = Rays(jnp.zeros((4, 3)), d, d)
-    hist, s = sampler._passes(model, rays, jax.random.key(0), randomized=False)
+    def passes(randomized):  # shapes only (jax.eval_shape: nothing is computed)
+        return jax.eval_shape(lambda: sampler._passes(model, rays, jax.random.key(0), randomized=randomized))
+
+    hist, s = passes(False)
     assert [h[1].shape[-1] for h in hist] == [12, 8] and s.shape[-1] == 7  # rendering: the render counts
-    hist, s = sampler._passes(model, rays, jax.random.key(0), randomized=True)
+    hist, s = passes(True)
     assert [h[1].shape[-1] for h in hist] == [24, 16] and s.shape[-1] == 13  # training: the training counts
     with pytest.raises(InputError, match="render-proposal-samples"):
         _sampler(proposal_samples=(48, 24), render_proposal_samples=(32,))
