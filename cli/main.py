@@ -373,13 +373,7 @@ EXPORT_COMMANDS = {"mesh": _export_mesh, "pointcloud": _export_pointcloud, "came
 
 
 def _export(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(EXPORT_USAGE)
-        return 0
-    sub = argv.pop(0)
-    if sub not in EXPORT_COMMANDS:
-        raise InputError(f"unknown export command '{sub}' (available: {', '.join(EXPORT_COMMANDS)})", field="export")
-    return EXPORT_COMMANDS[sub](argv)
+    return _dispatch(argv, EXPORT_USAGE, EXPORT_COMMANDS, "export")
 
 
 def _view(argv: list[str]) -> int:
@@ -459,13 +453,18 @@ DATA_COMMANDS = {"demo": _data_demo, "colmap": _data_colmap, "colmap-import": _d
 
 
 def _data(argv: list[str]) -> int:
+    return _dispatch(argv, DATA_USAGE, DATA_COMMANDS, "data")
+
+
+def _dispatch(argv: list[str], usage: str, commands: dict, group: str) -> int:
+    """Run ``nerfkit GROUP SUB ARGS`` as ``commands[SUB](ARGS)``; print the usage for no SUB or --help."""
     if not argv or argv[0] in ("-h", "--help"):
-        print(DATA_USAGE)
+        print(usage)
         return 0
     sub = argv.pop(0)
-    if sub not in DATA_COMMANDS:
-        raise InputError(f"unknown data command '{sub}' (available: {', '.join(DATA_COMMANDS)})", field="data")
-    return DATA_COMMANDS[sub](argv)
+    if sub not in commands:
+        raise InputError(f"unknown {group} command '{sub}' (available: {', '.join(commands)})", field=group)
+    return commands[sub](argv)
 
 
 COMMANDS = {"fit": _fit, "render": _render, "evaluate": _evaluate, "data": _data, "export": _export,
