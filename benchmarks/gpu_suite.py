@@ -55,6 +55,11 @@ class Settings:
     deadline: float = 505.0  # seconds from the suite's start by which the last evaluation must end
     downscale: int = 1
     fit_flags: tuple[str, ...] = ()  # more `nerfkit fit` flags (the dry run's smaller batches)
+    # Per-preset flags: hash-fast's small CPU steps (256 rays) would leave a GPU idle between dispatches, so
+    # the GPU run gives it the 4096-ray steps it had before it was tuned for the CPU.
+    preset_flags: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("hash-fast", ("--train.batch-rays", "4096", "--train.sample-budget", "65536",
+                       "--model.grid-update-every", "16")),)
 
 
 GPU = Settings()
@@ -79,7 +84,8 @@ def run_fit(preset: str, budget: float, data: Path, out: Path, s: Settings) -> d
     """``nerfkit fit`` with time-to-quality probes; returns its wall-clock, summary and probe curve."""
     cmd = [sys.executable, "-m", "cli.main", "fit", preset, "--data", str(data), "--downscale", str(s.downscale), "--time-budget",
            str(budget), "--out", str(out), "--train.val-every-seconds", str(s.probe_every), "--train.val-views",
-           str(s.probe_views), "--train.val-split", "test", "--train.render-chunk", str(s.chunk), *s.fit_flags]
+           str(s.probe_views), "--train.val-split", "test", "--train.render-chunk", str(s.chunk),
+           *dict(s.preset_flags).get(preset, ()), *s.fit_flags]
     print("$ nerfkit " + " ".join(cmd[3:]), flush=True)
     t0 = time.time()
     subprocess.run(cmd, check=True)

@@ -132,6 +132,18 @@ class Clock:
     step_time: float = 0.0
     done_time: float = 0.0
     done_step: int = 0
+    first_step: float | None = None  # when this command dispatched its first step
+
+    def progress(self, now: float) -> float:
+        """How much of the budget's training window has passed, in [0, 1]: the window runs from the first step
+        to the deadline less the reserve, so the learning-rate decay spans the steps, not the start-up before
+        them. 0 without a time budget."""
+        if math.isinf(self.deadline):
+            return 0.0
+        if self.first_step is None:
+            self.first_step = now
+        window = self.deadline - self.reserve - self.first_step
+        return min(max((now - self.first_step) / window, 0.0), 1.0) if window > 0 else 1.0
 
     def train_seconds(self, now: float) -> float:
         """Wall-clock since the command started, minus validation and checkpoint time."""
@@ -331,8 +343,7 @@ class FitLoop:
         """Dispatch one train step (refreshing the sampler's state first when it is due); then wait for the
         step ``QUEUED_STEPS`` behind it, so the host knows the device's pace."""
         tcfg, s = self.cfg.train, self.state
-        frac_time = (time.time() - self.clock.start) / tcfg.time_budget if tcfg.time_budget else 0.0
-        lr = learning_rate(tcfg, s.step, max(s.step / tcfg.steps, frac_time))
+        lr = learning_rate(tcfg, s.step, max(s.step / tcfg.steps, self.clock.progress(time.time())))
         if self.sampler.update_due(s.step):
             s.sampler_state = self.update_sampler(s.params, s.sampler_state, jax.random.fold_in(self.sampler_key, s.step))
         s.params, s.opt_state, m = self.train_step(s.params, s.opt_state, s.step, lr, self.data, s.sampler_state)

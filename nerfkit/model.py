@@ -125,8 +125,14 @@ def contract(x: jax.Array, radius: float = 1.0, norm: str = "l2") -> jax.Array:
 
 def build_model(cfg: ModelConfig, seed: int, aabb=DEFAULT_AABB, num_images: int = 0):
     """The model split into (graphdef, params). ``aabb`` [2, 3]: the scene box (grid encodings live in it);
-    ``num_images``: training images (rows of the appearance embedding table, when the config has one)."""
-    return nnx.split(_new_model(cfg, seed, aabb, num_images), nnx.Param)
+    ``num_images``: training images (rows of the appearance embedding table, when the config has one).
+
+    The parameters are initialised by one jitted program (the same values as eager initialisation), not by
+    one small compiled program per initialiser: about 3x faster cold, and one entry of the persistent
+    compilation cache (:mod:`nerfkit.compile_cache`) warm."""
+    graphdef, _ = abstract_model(cfg, aabb, num_images)
+    params = jax.jit(lambda: nnx.split(_new_model(cfg, seed, aabb, num_images), nnx.Param)[1])()
+    return graphdef, params
 
 
 def abstract_model(cfg: ModelConfig, aabb=DEFAULT_AABB, num_images: int = 0):
