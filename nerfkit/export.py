@@ -37,7 +37,8 @@ from nerfkit.frames import apply_to_points, apply_to_poses
 from nerfkit.types import Rays, background_rgb
 
 MESH_SUFFIXES = (".ply", ".obj", ".glb")
-POINTS_PER_CALL = 1 << 17   # field evaluations per jitted call (bounds memory)
+POINTS_PER_CALL = 1 << 12   # field evaluations per jitted call: small calls stay in cache (a 128^3 mesh of a
+#                             hash-grid lego run: 0.7x the time of 1 << 17 calls on 2 CPU cores)
 COLOUR_SAMPLES = 16         # samples of the short ray that colours a vertex
 COLOUR_OUTSIDE = 2.0        # that ray starts this many voxels outside the vertex (along its normal)
 COLOUR_INSIDE = 2.0         # and ends this many voxels inside
