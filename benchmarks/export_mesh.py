@@ -172,7 +172,7 @@ def slice_picture(run_dir: Path, clouds: dict, threshold: float, resolution: int
     for ax, (name, pts) in zip(np.atleast_1d(panels), clouds.items()):
         near = np.abs(pts[:, axis] - at) < voxel
         ax.contour(axes[u], axes[v], sigma.T, levels=[threshold], colors="k", linewidths=0.7)
-        ax.scatter(pts[near, u], pts[near, v], s=1.5, c="tab:blue" if name == "surface" else "tab:red")
+        ax.scatter(pts[near, u], pts[near, v], s=0.7, c="tab:blue" if name == "surface" else "tab:red")
         ax.set_xlim(axes[u][max(lo[0], 0)], axes[u][min(hi[0], len(axes[u]) - 1)])
         ax.set_ylim(axes[v][max(lo[1], 0)], axes[v][min(hi[1], len(axes[v]) - 1)])
         ax.set_aspect("equal")

@@ -149,7 +149,9 @@ def fit_once(args, out: Path, viewer: bool) -> dict:
         client.start()
     print(" ".join(cmd), flush=True)
     t0 = time.time()
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f"{out.name}.log", "w") as log:  # the fit's progress lines
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     res = {"viewer": viewer, "wall_s": time.time() - t0, **steps_per_second(out / "metrics.jsonl", args.skip)}
     if client is not None:
         client.stop.set()
