@@ -1,19 +1,27 @@
 """Mesh and point cloud export, measured on lego: silhouette IoU against the ground-truth alpha masks, colour error,
 and how close the point cloud lies to the mesh.
 
-    python benchmarks/export_mesh.py                      # fit (if RUN has no checkpoint), export, measure
-    python benchmarks/export_mesh.py --run /tmp/lego-hash-fast --views 25 --resolution 256
+    python benchmarks/export_mesh.py --run /tmp/lego-export --picture docs/export_mesh_lego.png \
+        --slice-picture docs/export_pointcloud_slice.png   # fit (if RUN has no checkpoint), export, measure
+    python benchmarks/export_mesh.py --run /tmp/lego-dev --steps 30 --resolution 64 --views 3 \
+        --pointcloud-views 3 --expected-views 3 --name export_mesh_rehearsal   # a rehearsal
 
-1. Fits lego at 100x100 with ``nerfkit fit hash-fast --data LEGO --downscale 4 --time-budget 600 --out RUN`` unless
-   ``RUN`` already holds a checkpoint (the steps it reached are recorded: the CPU may be shared).
-2. ``nerfkit export mesh`` at ``--resolution`` (256^3 over the scene box) and ``nerfkit export pointcloud``.
+1. Fits lego at 100x100 with ``nerfkit fit hash-fast --data LEGO --downscale 4 --time-budget 600 --out RUN`` (or
+   ``--steps N`` instead of the budget) unless ``RUN`` already holds a checkpoint (the steps it reached are
+   recorded: on a shared CPU a 600 s budget gets only a few hundred steps).
+2. ``nerfkit export mesh`` at ``--resolution`` (256^3 over the scene box) and ``nerfkit export pointcloud``
+   (its default, ``--depth surface``: every training view), both timed; for comparison, ``--depth expected`` on
+   ``--expected-views`` evenly spaced training views.
 3. Rasterises the mesh (a NumPy z-buffer: every pixel centre inside a triangle, nearest triangle wins, vertex
    colours interpolated barycentrically) from the first ``--views`` test cameras: the silhouette against the
    ground-truth alpha > 0.5 (IoU per view), the colours on white against the test images (mean absolute error
    on the pixels both cover, in 8-bit levels, and PSNR of the whole image).
 4. The fraction of point-cloud points within 1.5 voxels of the mesh surface (distance to the nearest of 4M
-   points sampled uniformly on the surface: an upper bound on the true distance, so the fraction is a lower bound).
-5. Writes benchmarks/results/export_mesh_<device>.json and, with ``--picture``, a shaded view of the mesh.
+   points sampled uniformly on the surface: an upper bound on the true distance, so the fraction is a lower bound),
+   for both point clouds.
+5. Writes benchmarks/results/export_mesh_<device>.json; with ``--picture``, a shaded view of the mesh; with
+   ``--slice-picture``, a slice through the scene: the density's threshold contour and the points of both
+   clouds near the slice.
 """
 
 from __future__ import annotations
@@ -103,11 +111,12 @@ def shaded_picture(mesh, c2w, focal, size, out: Path) -> None:
     write_png(out, (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
 
 
-def fit_if_needed(run: Path, data: Path, budget: float) -> None:
+def fit_if_needed(run: Path, data: Path, budget: float, steps: int | None) -> None:
     if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()):
         return
-    cmd = [sys.executable, "-m", "cli.main", "fit", "hash-fast", "--data", str(data), "--downscale", "4",
-           "--time-budget", str(budget), "--out", str(run)]
+    stop = ["--steps", str(steps)] if steps else ["--time-budget", str(budget)]
+    cmd = [sys.executable, "-m", "cli.main", "fit", "hash-fast", "--data", str(data), "--downscale", "4", *stop,
+           "--out", str(run)]
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1])
 
@@ -140,16 +149,73 @@ def near_surface_fraction(mesh, points: np.ndarray, voxel: float, samples: int =
             "p95_distance_voxels": float(np.percentile(dist, 95) / voxel), "points": int(len(points))}
 
 
+def slice_picture(run_dir: Path, clouds: dict, threshold: float, resolution: int, out: Path, axis: int = 2,
+                  at: float = 0.26) -> None:
+    """A PNG: the density's ``threshold`` contour on the plane ``x[axis] = at`` (data frame) and, beside each other,
+    the points of each cloud within one voxel of that plane."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nerfkit import export
+
+    run = export._load_world_run(run_dir)
+    box = export.default_box(run)
+    axes, voxel = export.grid_axes(box, resolution), export.voxel_size(box, resolution)
+    axes[axis] = np.array([at])
+    sigma = export.density_grid(run, axes).squeeze(axis)
+    u, v = [k for k in range(3) if k != axis]
+    inside = np.argwhere(sigma > threshold)   # zoom on the cut through the scene, with a margin
+    lo, hi = inside.min(0) - 8, inside.max(0) + 8
+    fig, panels = plt.subplots(1, len(clouds), figsize=(4 * len(clouds), 4.4), dpi=70)
+    for ax, (name, pts) in zip(np.atleast_1d(panels), clouds.items()):
+        near = np.abs(pts[:, axis] - at) < voxel
+        ax.contour(axes[u], axes[v], sigma.T, levels=[threshold], colors="k", linewidths=0.7)
+        ax.scatter(pts[near, u], pts[near, v], s=0.7, c="tab:blue" if name == "surface" else "tab:red")
+        ax.set_xlim(axes[u][max(lo[0], 0)], axes[u][min(hi[0], len(axes[u]) - 1)])
+        ax.set_ylim(axes[v][max(lo[1], 0)], axes[v][min(hi[1], len(axes[v]) - 1)])
+        ax.set_aspect("equal")
+        ax.set_title(f"--depth {name}", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(out)
+
+
+def pointclouds(run: Path, mesh, voxel: float, num_points: int, views: int | None,
+                expected_views: int) -> tuple[dict, dict]:
+    """Figures of the default point cloud (every training view, timed) and of the expected-depth one."""
+    import trimesh
+
+    from nerfkit import export
+
+    figures, clouds = {}, {}
+    for depth, views in (("surface", views), ("expected", expected_views)):
+        t0 = time.time()
+        pc = export.export_pointcloud(run, run / "export" / f"pointcloud_{depth}.ply", num_points=num_points,
+                                      depth=depth, max_views=views)
+        clouds[depth] = np.asarray(trimesh.load(pc["file"]).vertices)
+        figures[depth] = {"seconds": time.time() - t0, "views": views or "all", "candidates": pc["candidates"],
+                          "no_surface": pc["no_surface"], "removed": pc["removed"],
+                          **near_surface_fraction(mesh, clouds[depth], voxel)}
+    return figures, clouds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("/tmp/lego-hash-fast"))
     ap.add_argument("--data", type=Path, default=LEGO)
     ap.add_argument("--budget", type=float, default=600.0)
+    ap.add_argument("--steps", type=int, default=None, help="fit this many steps instead of the time budget")
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--threshold", type=float, default=2.5)
     ap.add_argument("--views", type=int, default=25)
     ap.add_argument("--num-points", type=int, default=1_000_000)
+    ap.add_argument("--pointcloud-views", type=int, default=None, help="training views of the default cloud (all)")
+    ap.add_argument("--expected-views", type=int, default=25, help="training views of the expected-depth cloud")
     ap.add_argument("--picture", type=Path, default=None, help="also write a shaded PNG of the mesh here")
+    ap.add_argument("--slice-picture", type=Path, default=None, help="also write a PNG of a slice through both clouds")
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
 
@@ -161,26 +227,26 @@ def main() -> None:
     from nerfkit.data import load_scene
 
     env = environment()
-    fit_if_needed(args.run, args.data, args.budget)
+    fit_if_needed(args.run, args.data, args.budget, args.steps)
     summary = json.loads((args.run / "summary.json").read_text())
     t0 = time.time()
     m = export.export_mesh(args.run, args.run / "export" / "mesh.ply", resolution=args.resolution,
                            threshold=args.threshold)
     t_mesh = time.time() - t0
-    t0 = time.time()
-    pc = export.export_pointcloud(args.run, args.run / "export" / "pointcloud.ply", num_points=args.num_points)
-    t_pc = time.time() - t0
     mesh = trimesh.load(m["file"], process=False)
+    pc, clouds = pointclouds(args.run, mesh, m["voxel"], args.num_points, args.pointcloud_views,
+                             args.expected_views)
     meta = runs.SceneMeta(args.run / "scene.json")
     test = load_scene(args.data, downscale=4, splits=("test",)).splits["test"]
     figures = {"fit": {"steps": summary["steps"], "seconds": summary["seconds"], "val_psnr": summary.get("val_psnr")},
                "mesh": {**{k: m[k] for k in ("vertices", "faces", "grid", "voxel")}, "threshold": args.threshold,
                         "seconds": t_mesh, **measure_views(mesh, meta, test.rgba, args.views)},
-               "pointcloud": {"seconds": t_pc, "candidates": pc["candidates"], "removed": pc["removed"],
-                              **near_surface_fraction(mesh, np.asarray(trimesh.load(pc["file"]).vertices), m["voxel"])}}
+               "pointcloud": pc["surface"], "pointcloud_expected_depth": pc["expected"]}
     if args.picture:
         cams = meta.cameras["test"]
         shaded_picture(mesh, cams.c2w[0], float(cams.fx[0]) * 4, 400, args.picture)
+    if args.slice_picture:
+        slice_picture(args.run, clouds, args.threshold, args.resolution, args.slice_picture)
     device = env["device"]["platform"]
     path = write_result(args.name or f"export_mesh_{device}", figures, env=env)
     print(json.dumps(figures, indent=1))

@@ -198,8 +198,9 @@ class ExportMeshArgs:
 
 @dataclasses.dataclass(frozen=True)
 class ExportPointcloudArgs:
-    """A coloured point cloud of a fitted run: the expected depth of the training views' opaque pixels, outliers
-    removed, in the data's own world frame."""
+    """A coloured point cloud of a fitted run: a point on the ray of each opaque pixel of the training views, where
+    the ray first crosses the density threshold (the surface `export mesh` meshes), outliers removed, in the data's
+    own world frame."""
 
     run_dir: tyro.conf.Positional[Path]
     """Run directory written by `nerfkit fit`."""
@@ -207,6 +208,12 @@ class ExportPointcloudArgs:
     """Output .ply file (default: RUN_DIR/export/pointcloud.ply)."""
     num_points: int = 1_000_000
     """At most this many points (drawn at random from the opaque pixels before outlier removal)."""
+    depth: Literal["surface", "expected"] = "surface"
+    """Where on its ray a pixel's point lies: surface (where the density first crosses --threshold near the
+    rendered depth, found by sampling and bisection; rays that never cross it give no point) or expected (the
+    rendered expected depth: behind the surface wherever the density is fuzzy)."""
+    threshold: float = 2.5
+    """Density at the surface, for --depth surface (as `export mesh --threshold`)."""
     min_opacity: float = 0.9
     """Pixels at least this opaque give points."""
     max_views: Optional[int] = None
@@ -217,7 +224,7 @@ class ExportPointcloudArgs:
     chunk: Optional[int] = None
     """Rays per rendering call (default from the run's config)."""
 
-    RULES: ClassVar[dict[str, Rule]] = dict(num_points=at_least(1), min_opacity=Rule(low=0, high=1),
+    RULES: ClassVar[dict[str, Rule]] = dict(num_points=at_least(1), threshold=POSITIVE, min_opacity=Rule(low=0, high=1),
                                             max_views=at_least(1), std_ratio=POSITIVE, chunk=at_least(1))
 
 
@@ -330,7 +337,7 @@ def _evaluate(argv: list[str]) -> int:
 EXPORT_USAGE = """usage: nerfkit export COMMAND RUN_DIR [FLAGS]
 
   mesh RUN_DIR [--resolution 256] [--threshold 2.5] [--bbox X0 Y0 Z0 X1 Y1 Z1] [--out mesh.ply|.obj|.glb]
-  pointcloud RUN_DIR [--num-points 1000000] [--out points.ply]
+  pointcloud RUN_DIR [--num-points 1000000] [--depth surface|expected] [--threshold 2.5] [--out points.ply]
   cameras RUN_DIR [--out DIR]                write DIR/transforms.json
 
 Everything is written in the data's own world frame. `nerfkit export COMMAND --help` lists every flag."""
@@ -353,10 +360,11 @@ def _export_pointcloud(argv: list[str]) -> int:
     from nerfkit.export import export_pointcloud
 
     out = args.out or Path(args.run_dir) / "export" / "pointcloud.ply"
-    res = export_pointcloud(args.run_dir, out, num_points=args.num_points, min_opacity=args.min_opacity,
-                            max_views=args.max_views, std_ratio=args.std_ratio, chunk=args.chunk)
-    print(f"point cloud: {res['points']} points ({res['removed']} outliers removed, {res['candidates']} opaque "
-          f"pixels) -> {res['file']}")
+    res = export_pointcloud(args.run_dir, out, num_points=args.num_points, depth=args.depth,
+                            threshold=args.threshold, min_opacity=args.min_opacity, max_views=args.max_views,
+                            std_ratio=args.std_ratio, chunk=args.chunk)
+    print(f"point cloud: {res['points']} points at the {res['depth']} depth ({res['candidates']} opaque pixels, "
+          f"{res['no_surface']} rays without a surface, {res['removed']} outliers removed) -> {res['file']}")
     return 0
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import trimesh
 
 from cli.main import main as cli_main
-from nerfkit import export, runs
+from nerfkit import export, integrator, runs
+from nerfkit.cameras import image_rays
 from nerfkit.data.common import normalising_transform
 from nerfkit.data.nerfstudio import read_poses
 from nerfkit.frames import apply_to_points
@@ -106,7 +108,8 @@ def test_cameras_are_exported_as_the_files_poses(tiny_nerfstudio_run, tiny_nerfs
 
 def test_point_cloud_points_lie_on_the_training_rays_in_the_data_frame(tiny_nerfstudio_run, tiny_nerfstudio_dir,
                                                                        tmp_path):
-    res = export.export_pointcloud(tiny_nerfstudio_run, tmp_path / "points.ply", min_opacity=0.0, max_views=1)
+    res = export.export_pointcloud(tiny_nerfstudio_run, tmp_path / "points.ply", depth="expected", min_opacity=0.0,
+                                   max_views=1)
     cloud = trimesh.load(tmp_path / "points.ply")
     assert len(cloud.vertices) == res["points"] > 100 and res["candidates"] <= 256
     assert cloud.colors.shape == (res["points"], 4)
@@ -120,6 +123,47 @@ def test_point_cloud_points_lie_on_the_training_rays_in_the_data_frame(tiny_nerf
     px = original["fl_x"] * cam[:, 0] / -cam[:, 2] + original["cx"]
     py = -original["fl_y"] * cam[:, 1] / -cam[:, 2] + original["cy"]
     np.testing.assert_allclose(np.stack([px, py], 1) % 1.0, 0.5, atol=1e-2)
+
+
+def _analytic_pixels(query_fn, samples=1024):
+    """A stand-in for :func:`export.opaque_pixels` that volume renders the analytic field (every training view,
+    dense quadrature; computed once), so the expected depths are the analytic field's own."""
+    memo = {}
+
+    def render(o, d, far):
+        t = jnp.broadcast_to(jnp.linspace(0.0, far, samples + 1), (o.shape[0], samples + 1))
+        sigma, rgb = query_fn(None, False)(None, o, d, 0.5 * (t[:, 1:] + t[:, :-1]))
+        out = integrator.volume_render(sigma, rgb, t, jnp.ones(3))
+        return out.opacity, out.depth, out.rgb
+
+    def pixels(run, min_opacity, max_views, chunk):
+        if not memo:
+            cams = run.meta.cameras["train"]
+            rays = [image_rays(cams, i, np) for i in range(len(cams))]
+            o = np.concatenate([r.origins.reshape(-1, 3) for r in rays])
+            d = np.concatenate([r.directions.reshape(-1, 3) for r in rays])
+            opacity, depth, rgb = jax.jit(render)(o, d, 2.0 * float(np.linalg.norm(o, axis=1).max()))
+            keep = np.asarray(opacity) > min_opacity
+            memo.update(origins=o[keep], directions=d[keep], depth=np.asarray(depth)[keep], rgb=np.asarray(rgb)[keep])
+        return dict(memo)
+
+    return pixels
+
+
+def test_point_cloud_lies_on_the_density_surface_where_expected_depths_do_not(tiny_nerfstudio_run, sphere_field,
+                                                                              tmp_path, monkeypatch):
+    centre, radius, query_fn = sphere_field   # a sphere whose density crosses 2.5 exactly at its radius
+    monkeypatch.setattr(export, "_query_fn", query_fn)
+    monkeypatch.setattr(export, "opaque_pixels", _analytic_pixels(query_fn))
+    off = {}
+    for depth in ("surface", "expected"):
+        res = export.export_pointcloud(tiny_nerfstudio_run, tmp_path / f"{depth}.ply", depth=depth, std_ratio=10.0)
+        r = np.linalg.norm(trimesh.load(tmp_path / f"{depth}.ply").vertices - centre, axis=1)
+        assert res["points"] == len(r) > 100 and res["no_surface"] == 0
+        off[depth] = np.abs(r - radius) / radius
+    print({k: (float(np.median(v)), float(v.max())) for k, v in off.items()})
+    assert off["surface"].max() < 1e-3
+    assert np.median(off["expected"]) > 0.03
 
 
 def test_outliers_far_from_the_rest_are_removed():

