@@ -113,6 +113,7 @@ def plot(path: Path, results: dict) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for preset, res in results.items():
@@ -124,6 +125,9 @@ def plot(path: Path, results: dict) -> None:
         ax.axhline(t, color="grey", lw=0.7, ls="--")
         ax.text(ax.get_xlim()[0], t + 0.2, f"{t:g} dB", color="grey", fontsize=8)
     ax.set_xscale("log")
+    ticks = sorted({b for res in results.values() for b in res["summary"]["budgets"]})
+    ax.set_xticks(ticks, [f"{b:g}" for b in ticks])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("--time-budget (s of wall-clock from the command's start)")
     ax.set_ylabel("PSNR on the first 25 test views (dB)")
     ax.set_title("lego 100x100 on this CPU: quality for a time budget")
