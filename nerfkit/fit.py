@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 from nerfkit import metrics as metrics_lib
-from nerfkit import devices, flags, parallel, renderer, runs, samplers
+from nerfkit import devices, flags, memory, parallel, renderer, runs, samplers
 from nerfkit.checkpoint import Checkpointer, from_train_state, train_state
 from nerfkit.config import FitConfig, save_config
 from nerfkit.errors import InputError
@@ -50,6 +50,7 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
     parallel.check_batch(cfg.train.batch_rays, mesh, "--train.batch-rays")
     parallel.check_batch(cfg.train.render_chunk, mesh, "--train.render-chunk")
     scene = runs.load_scene(cfg.data)
+    print(check_memory(scene, cfg.train.multiscale, mesh), file=sys.stderr)  # refuses before the run is written
     write_run_files(cfg, scene)
     loop = FitLoop(cfg, scene, mesh, start_time)
     loop.announce()
@@ -76,6 +77,27 @@ def check_run_dir(cfg: FitConfig) -> None:
         raise InputError("already holds checkpoints; pass --resume to continue or choose another --out", path=out)
     if cfg.resume and (out / "config.json").exists():
         runs.check_resumable(cfg, out)
+
+
+def check_memory(scene: Scene, levels: int, mesh) -> str:
+    """The line saying how much the training data holds: the 8-bit training images (:class:`TrainData`)
+    on each of this process's devices, and every loaded split's images on the host. ``InputError`` (field
+    ``--data.downscale``) when a device has not the room (:mod:`nerfkit.memory`; a CPU device's memory is
+    the host's, which its replicas share)."""
+    need = TrainData.image_bytes(scene.splits["train"], levels)
+    local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+    platform = local[0].platform
+    if platform == "cpu":
+        memory.check_fits(need * len(local), memory.host_available(), "the training images", "the host",
+                          field="--data.downscale")
+    else:
+        free = [memory.device_free(d) for d in local]
+        known = [f for f in free if f is not None]
+        memory.check_fits(need, min(known) if known else None, "the training images", f"a {platform} device",
+                          field="--data.downscale")
+    host = sum(split.pixels.nbytes for split in scene.splits.values())
+    return (f"training data: {memory.gib(need)} of 8-bit images ({levels} level(s)) on each of {len(local)} "
+            f"{platform} device(s); {memory.gib(host)} of images held on the host")
 
 
 def write_run_files(cfg: FitConfig, scene: Scene) -> None:
@@ -107,11 +129,11 @@ def validate(fn: renderer.RenderFn, state: FitState, scene: Scene, cfg: FitConfi
     split = scene.splits.get(cfg.train.val_split) or scene.splits.get(other)
     if split is None or n_views <= 0:
         return None, []
-    gts = split.composite(background_rgb(cfg.data.background))  # once per validation, not once per view
+    bg = background_rgb(cfg.data.background)
     pairs = []
     for i in range(min(n_views, len(split))):
         pred = renderer.render_view(fn, state.params, state.sampler_state, split.cameras, i, cfg.train.render_chunk)
-        pairs.append((pred["rgb"], gts[i]))
+        pairs.append((pred["rgb"], split.composite(bg, i)))
     return float(np.mean([metrics_lib.image_metrics(p, g)["psnr"] for p, g in pairs])), pairs
 
 
@@ -253,7 +275,7 @@ class FitLoop:
             self.resume()
         s = self.state
         s.params, s.opt_state, s.sampler_state = parallel.replicate((s.params, s.opt_state, s.sampler_state), mesh)
-        self.data = parallel.replicate(TrainData.from_scene(scene, tcfg.multiscale, cfg.model.pose_refine), mesh)
+        self.data = TrainData.from_scene(scene, tcfg.multiscale, cfg.model.pose_refine, mesh)
         self.train_step = make_train_step(self.graphdef, tx, self.sampler, batch_rays=tcfg.batch_rays,
                                           background=cfg.data.background, seed=tcfg.seed, mesh=mesh)
         self.update_sampler = make_sampler_update(self.graphdef, self.sampler, mesh)
