@@ -10,6 +10,7 @@ import time
 _START = time.time()  # the time budget of `fit` counts from here: start-up is part of what a user waits for
 
 import dataclasses  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, ClassVar, Literal, Optional  # noqa: E402
@@ -50,7 +51,6 @@ def _tyro(cls, argv: list[str], prog: str, **kw):
     Help goes to stdout as tyro prints it; anything else tyro writes to stderr is passed on."""
     import contextlib
     import io
-    import re
 
     captured = io.StringIO()
     try:
@@ -60,11 +60,25 @@ def _tyro(cls, argv: list[str], prog: str, **kw):
         if e.code in (0, None):  # --help
             sys.stderr.write(captured.getvalue())
             raise
-        first = re.split(r"\n[\s│|]*[─-]{5,}", captured.getvalue(), maxsplit=1)[0]
-        text = " ".join(w for line in first.splitlines()[1:] for w in line.strip(" │|╭╮╰╯─\t").split())
-        raise InputError(f"{text or 'cannot parse the arguments'} (see {prog} --help)") from None
+        raise InputError(f"{_box_message(captured.getvalue()) or 'cannot parse the arguments'} "
+                         f"(see {prog} --help)") from None
     sys.stderr.write(captured.getvalue())
     return args
+
+
+def _box_message(box: str) -> str:
+    """The first section of one of tyro's error boxes (after its title, up to its first rule), in one line;
+    boxes have rounded borders on a terminal and none elsewhere, and rules of ``─`` or ``-``.
+
+    >>> _box_message("╭─ Value error ──╮\\n│ Error parsing --x: │\\n│ 'abc'  │\\n│ ────── │\\n│ help │\\n╰──╯")
+    "Error parsing --x: 'abc'"
+    """
+    lines = [line.strip(" │|╭╮╰╯\t") for line in box.splitlines()]
+    lines = [line for line in lines if line][1:]  # the title
+    rule = [bool(re.fullmatch(r"[─-]{5,}", line)) for line in lines]
+    start = rule.index(False) if False in rule else len(lines)
+    end = rule.index(True, start) if True in rule[start:] else len(lines)
+    return " ".join(" ".join(lines[start:end]).split())
 
 
 def _parse(cls, argv: list[str], prog: str):

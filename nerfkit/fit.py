@@ -9,6 +9,8 @@ the step in flight, with a checkpoint. Every numeric field of the config is chec
 :class:`FitState` (what is trained and checkpointed) and :class:`FitLoop` (one step, logging, validation,
 checkpoints). The only host syncs are every ``log_every`` steps, at validation and at checkpoints, plus a
 wait for the step ``QUEUED_STEPS`` behind the newest (the device stays fed; the host learns its pace).
+With several processes (``--train.distributed``) only the first writes the run's files (config, metrics,
+pictures, summary); checkpoints are written by all of them together (Orbax coordinates).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -51,7 +54,8 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
     parallel.check_batch(cfg.train.render_chunk, mesh, "--train.render-chunk")
     scene = runs.load_scene(cfg.data)
     print(check_memory(scene, cfg.train.multiscale, mesh), file=sys.stderr)  # refuses before the run is written
-    write_run_files(cfg, scene)
+    if jax.process_index() == 0:  # several processes (--train.distributed): the first writes the run's files
+        write_run_files(cfg, scene)
     loop = FitLoop(cfg, scene, mesh, start_time)
     loop.announce()
     if cfg.viewer:
@@ -175,8 +179,8 @@ class Clock:
 class RunLog:
     """The fit's record: ``metrics.jsonl``, the progress display and the training-loss history."""
 
-    def __init__(self, out: Path, total: int, initial: int):
-        self.file = open(out / "metrics.jsonl", "a")
+    def __init__(self, out: Path, total: int, initial: int, write: bool = True):
+        self.file = open(out / "metrics.jsonl" if write else os.devnull, "a")
         self.progress = Progress(total, initial)
         self.history = {"step": [], "loss": [], "psnr": []}
 
@@ -284,7 +288,8 @@ class FitLoop:
         self.sampler_key = jax.random.fold_in(jax.random.key(tcfg.seed), SAMPLER_KEY_SALT)
         self.clock = Clock(start_time, start_time + tcfg.time_budget if tcfg.time_budget else math.inf,
                            done_time=time.time(), done_step=s.step)
-        self.log = RunLog(self.out, tcfg.steps, s.step)
+        self.primary = jax.process_index() == 0  # the process that writes the run's files (not checkpoints: all)
+        self.log = RunLog(self.out, tcfg.steps, s.step, write=self.primary)
         self.pending = []  # (step, device metrics, lr) not yet fetched
         self.warmed_up = False
         self.loop_start, self.loop_start_step = time.time(), s.step  # throughput counts from the first sync
@@ -417,7 +422,8 @@ class FitLoop:
             from nerfkit import visualize
 
             row = np.concatenate([np.concatenate([p, g], axis=1) for p, g in pairs[:2]], axis=0)
-            visualize.write_png(self.out / "val" / f"step_{step:07d}.png", row)
+            if self.primary:
+                visualize.write_png(self.out / "val" / f"step_{step:07d}.png", row)
             self.log.line({"step": step, "time": t0 - self.clock.start, "train_time": self.clock.train_seconds(t0),
                            "val_psnr": psnr, "val_views": len(pairs)})
             self.log.progress.write(f"step {step}: validation PSNR {psnr:.2f} dB ({len(pairs)} views)")
@@ -452,8 +458,9 @@ class FitLoop:
                    "steps_per_s": (s.step - self.loop_start_step) / max(train_time, 1e-9),
                    "rays_per_s": self.total_rays / max(train_time, 1e-9), "val_psnr": self.val_psnr,
                    "train_psnr": history["psnr"][-1] if history["psnr"] else None}
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if len(history["step"]) > 1:
+        if self.primary:
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if len(history["step"]) > 1 and self.primary:
             from nerfkit import visualize
 
             visualize.plot_curves(self.out / "training.png", history["step"], {"train PSNR (dB)": history["psnr"]},
