@@ -159,7 +159,7 @@ def part_b(args, tmp: Path) -> dict:
     written = time.time() - t0
     out = tmp / "capture_run"
     t0 = time.time()
-    _, _, rss = run_measured(fit_cmd(args.preset_b, root, out, 5, args.fit_args), ROOT)
+    _, _, rss = run_measured(fit_cmd(args.preset_b, root, out, 5, ["--data.downscale", "1", *args.fit_args]), ROOT)
     pixels = args.images * args.width * args.height
     print(f"capture: {args.images} x {args.width}x{args.height}: fit peak {rss / GIB:.2f} GiB", file=sys.stderr)
     return {"images": args.images, "width": args.width, "height": args.height, "jpeg_bytes": jpeg_bytes,

@@ -1,7 +1,7 @@
 """Image reading, writing and area downscaling.
 
-Every image inside nerfkit is float32 ``[H, W, 4]`` *premultiplied* RGBA in ``[0, 1]`` (see
-:mod:`nerfkit.types`). Files on disk use straight (un-premultiplied) alpha, as PNG specifies, so this module
+Every image nerfkit computes with is float32 ``[H, W, 4]`` *premultiplied* RGBA in ``[0, 1]`` (see
+:mod:`nerfkit.types`; the loaders hold them as 8 bits, see below). Files on disk use straight (un-premultiplied) alpha, as PNG specifies, so this module
 converts at the boundary:
 
 * :func:`read_rgba` reads 8-bit or 16-bit PNG (grey, grey+alpha, RGB, RGBA, palette) or anything else
@@ -42,15 +42,6 @@ def premultiply(straight: np.ndarray) -> np.ndarray:
     """float32 [..., 4] straight-alpha RGBA -> premultiplied (``rgb * alpha``)."""
     straight = np.asarray(straight, np.float32)
     return np.concatenate([straight[..., :3] * straight[..., 3:], straight[..., 3:]], axis=-1)
-
-
-def unpremultiply(premult: np.ndarray) -> np.ndarray:
-    """float32 [..., 4] premultiplied RGBA -> straight alpha; colour is 0 where alpha is 0."""
-    premult = np.asarray(premult, np.float32)
-    alpha = premult[..., 3:]
-    safe = np.where(alpha > 0, alpha, 1.0)
-    rgb = np.where(alpha > 0, premult[..., :3] / safe, 0.0)
-    return np.concatenate([np.clip(rgb, 0.0, 1.0), alpha], axis=-1).astype(np.float32)
 
 
 def area_downscale(img: np.ndarray, factor: int) -> np.ndarray:
