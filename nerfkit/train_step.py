@@ -1,4 +1,5 @@
-"""The jitted train step: a random batch of pixels, their rays made from the cameras, rendered by the sampler, photometric loss, one Adam step.
+"""The jitted train step: a random batch of pixels, their rays made from the cameras, rendered by the sampler,
+photometric loss, one Adam step.
 
 NNX's object graph stays out of the hot path: the model is split once into a static ``graphdef`` and a
 ``params`` pytree, and the step is a plain ``jax.jit`` of a pure function that merges them. Everything random
@@ -73,7 +74,8 @@ class TrainData:
 
     @staticmethod
     def image_bytes(split: SplitData, levels: int = 1) -> int:
-        """Bytes the images of ``split`` take as :attr:`levels` (4 a pixel, plus a third more per level)."""
+        """Bytes :attr:`levels` takes for ``split`` with ``levels`` levels: 4 a pixel at level 0, a quarter of
+        that at each further level."""
         n, h, w = split.pixels.shape[:3]
         return sum(n * (h >> k) * (w >> k) * 4 for k in range(levels))
 
@@ -133,8 +135,8 @@ class TrainData:
                                            cx, cy, jnp, dist)
         o, d = cam.camera_rays(self.c2w[image], dirs, jnp)
         if self.ndc_near is not None:
-            n, h, w = self.levels[0].shape[:3]
-            o, d = cam.ndc_rays(o, d, fx, fy, cx, cy, (w * scale), (h * scale), self.ndc_near, jnp)
+            h, w = self.levels[0].shape[1:3]
+            o, d = cam.ndc_rays(o, d, fx, fy, cx, cy, w * scale, h * scale, self.ndc_near, jnp)
         rays = Rays(origins=o, directions=d, viewdirs=d, radii=pixel_radius(fx), image_ids=image)
         return rays, pixels_to_rgba(self._pixels(level, image, row, col), jnp)
 
