@@ -5,7 +5,7 @@
     python benchmarks/train_memory.py --part b --images 300
     python benchmarks/train_memory.py --part a --memory-only --repeats 1    # (a)'s memory alone (no timing)
 
-(a) Lego at 400x400 (``/work/shared/data/nerf_synthetic/lego``, 100 training images), the code of ``--before``
+(a) Lego at 400x400 (``/work/shared/data/nerf_synthetic/lego``, stored at 400x400; 100 training images), the code of ``--before``
 (default: the merge-base of HEAD and ``main``, the code before 8-bit training data; exported with ``git archive``
 into a temporary directory) against the working tree, back to back (``--repeats`` rounds of before, after):
 
@@ -13,7 +13,7 @@ into a temporary directory) against the working tree, back to back (``--repeats`
   the training split and builds :class:`nerfkit.train_step.TrainData` on the device, and notes the peak again:
   the difference is the peak attributable to the training data (before: every ray, 48 bytes a pixel, plus the
   host copies made while building them; after: the 8-bit images, 4 bytes a pixel).
-* ``fit``: ``nerfkit fit PRESET --data lego --data.downscale 2 --train.steps S`` (no validation): its
+* ``fit``: ``nerfkit fit PRESET --data lego --data.downscale 1 --train.steps S`` (no validation): its
   ``steps_per_s`` (summary.json: from the first sync after compiling to the end) and the process's
   ``ru_maxrss``.
 
@@ -107,12 +107,12 @@ def part_a(args, tmp: Path) -> dict:
     for r in range(args.repeats):
         for name, code in codes.items():
             _, text, _ = run_measured([sys.executable, str(Path(__file__).resolve()), "--child-data", str(args.lego),
-                                       "--downscale", "2"], code, cwd=ROOT)
+                                       "--downscale", str(args.downscale)], code, cwd=ROOT)
             row = json.loads(text.strip().splitlines()[-1])
             if not args.memory_only:
                 out = tmp / f"{name}_{r}"
                 _, _, fit_rss = run_measured(fit_cmd(args.preset, args.lego, out, args.steps,
-                                                     ["--data.downscale", "2", *args.fit_args]), code)
+                                                     ["--data.downscale", str(args.downscale), *args.fit_args]), code)
                 summary = json.loads((out / "summary.json").read_text())
                 row.update(fit_peak_rss=fit_rss, steps_per_s=summary["steps_per_s"], steps=summary["steps"])
             rows[name].append(row)
@@ -187,7 +187,7 @@ def main():
     ap.add_argument("--fit-args", nargs="*", default=[], help="more flags for every fit")
     ap.add_argument("--name", default="train_memory_cpu")
     ap.add_argument("--child-data", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--downscale", type=int, default=2, help=argparse.SUPPRESS)
+    ap.add_argument("--downscale", type=int, default=1, help="(a)'s --data.downscale (the shared lego is 400x400)")
     args = ap.parse_args()
     if args.child_data:
         return child_data(args.child_data, args.downscale)
