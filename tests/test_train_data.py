@@ -77,7 +77,7 @@ def test_multiscale_levels_are_the_scaled_cameras_rays_and_drawn_like_repeated_r
         np.testing.assert_array_equal(rgba[at], pixels_to_rgba(np.asarray(data.levels[k])).reshape(-1, 4))
     # A random draw: every level equally often, every pixel of a level equally often (the old layout
     # repeated level k's rays 4^k times and drew uniformly).
-    drawn = np.asarray(jax.jit(data.draw, static_argnums=1)(jax.random.key(1), 60_000))
+    drawn = np.asarray(jax.jit(TrainData.draw, static_argnums=2)(data, jax.random.key(1), 60_000))
     counts = np.bincount(drawn[:, 0], minlength=3)
     assert np.abs(counts / len(drawn) - 1 / 3).max() < 0.01
     lvl2 = drawn[drawn[:, 0] == 2]
