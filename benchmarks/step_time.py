@@ -1,4 +1,4 @@
-"""Seconds per training step of a preset with flag-style overrides, on random rays (no data needed).
+"""Seconds per training step of a preset with flag-style overrides, on random images (no data needed).
 
     python benchmarks/step_time.py real-capture --steps 10 --set model.num_fine=24 model.proposal_samples=48,
 
@@ -12,14 +12,14 @@ import json
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from configs import PRESETS, apply_overrides
 from nerfkit import samplers
 from nerfkit.model import build_model
 from nerfkit.train_step import TrainData, make_optimizer, make_train_step
-from nerfkit.types import Bounds
+from nerfkit.cameras import look_at
+from nerfkit.types import Bounds, Cameras, Scene, SplitData
 
 
 def override(cfg, key: str, value: str):
@@ -44,13 +44,13 @@ def main():
     for kv in args.set:
         k, v = kv.split("=")
         cfg = override(cfg, k, v)
-    n_img, n = 100, 200_000
+    n_img, w, h = 100, 50, 40  # 200k pixels of random colour, seen by cameras at random places
     rng = np.random.default_rng(0)
-    d = rng.normal(size=(n, 3)).astype(np.float32)
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    o = (rng.normal(size=(n, 3)) * 0.3).astype(np.float32)
-    data = TrainData(jnp.asarray(o), jnp.asarray(d), jnp.asarray(rng.uniform(size=(n, 4)).astype(np.float32)),
-                     jnp.full((n,), 1e-3), jnp.asarray(rng.integers(0, n_img, n).astype(np.int32)))
+    c2w = np.stack([look_at(e, rng.normal(size=3) * 0.3) for e in rng.normal(size=(n_img, 3)) * 0.3 + [0, 0, 2]])
+    f = np.full(n_img, 1000.0, np.float32)  # pixels 1e-3 apart at unit distance
+    cams = Cameras(c2w, f, f, np.full(n_img, w / 2, np.float32), np.full(n_img, h / 2, np.float32), w, h)
+    split = SplitData(cams, rng.integers(0, 256, (n_img, h, w, 4), dtype=np.uint8), ("",) * n_img)
+    data = TrainData.from_scene(Scene({"train": split}, 0.05, 6.0, np.zeros((2, 3), np.float32), "random"))
     aabb = np.array([[-1.0] * 3, [1.0] * 3])
     graphdef, params = build_model(cfg.model, 0, aabb, num_images=n_img)
     sampler = samplers.build(cfg.model, Bounds.of(0.05, 6.0, aabb), cfg.train)

@@ -10,6 +10,7 @@ import time
 _START = time.time()  # the time budget of `fit` counts from here: start-up is part of what a user waits for
 
 import dataclasses  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, ClassVar, Literal, Optional  # noqa: E402
@@ -44,9 +45,46 @@ presets:
 MAX_SIDE = 16384  # the largest render width / height accepted
 
 
+def _tyro(cls, argv: list[str], prog: str, **kw):
+    """``tyro.cli(cls, args=argv, prog=prog, **kw)``, its parse errors (a bad value, an unknown or missing flag)
+    as one-line ``InputError`` s instead of tyro's multi-line box: the box's first section, its lines joined.
+    Help goes to stdout as tyro prints it; anything else tyro writes to stderr is passed on."""
+    import contextlib
+    import io
+
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            args = tyro.cli(cls, args=argv, prog=prog, **kw)
+    except SystemExit as e:
+        if e.code in (0, None):  # --help
+            sys.stderr.write(captured.getvalue())
+            raise
+        raise InputError(f"{_box_message(captured.getvalue()) or 'cannot parse the arguments'} "
+                         f"(see {prog} --help)") from None
+    sys.stderr.write(captured.getvalue())
+    return args
+
+
+def _box_message(box: str) -> str:
+    """The first section of one of tyro's error boxes (after its title, up to its first rule), in one line;
+    boxes have rounded borders on a terminal and none elsewhere, and rules of ``─`` or ``-``.
+
+    >>> _box_message("╭─ Value error ──╮\\n│ Error parsing --x: │\\n│ 'abc'  │\\n│ ────── │\\n│ help │\\n╰──╯")
+    "Error parsing --x: 'abc'"
+    """
+    lines = [line.strip(" │|╭╮╰╯\t") for line in box.splitlines()]
+    lines = [line for line in lines if line][1:]  # the title
+    rule = [bool(re.fullmatch(r"[─-]{5,}", line)) for line in lines]
+    start = rule.index(False) if False in rule else len(lines)
+    end = rule.index(True, start) if True in rule[start:] else len(lines)
+    return " ".join(" ".join(lines[start:end]).split())
+
+
 def _parse(cls, argv: list[str], prog: str):
-    """``argv`` parsed into ``cls`` by tyro, its numbers then checked against ``cls.RULES`` (:mod:`nerfkit.flags`)."""
-    args = tyro.cli(cls, args=argv, prog=prog)
+    """``argv`` parsed into ``cls`` by tyro (:func:`_tyro`), its numbers then checked against ``cls.RULES``
+    (:mod:`nerfkit.flags`)."""
+    args = _tyro(cls, argv, prog)
     check_flags(args)
     return args
 
@@ -254,7 +292,7 @@ def _fit(argv: list[str]) -> int:
     desc = f"Fit with the '{preset}' preset: {PRESETS[preset][0]}."
     if named is None:
         desc += " Without a PRESET, nerfkit chooses one from --data (demo without data; see README)."
-    cfg = tyro.cli(FitConfig, default=default, args=argv, prog=f"nerfkit fit {preset}", description=desc)
+    cfg = _tyro(FitConfig, argv, f"nerfkit fit {preset}", default=default, description=desc)
     cfg = dataclasses.replace(cfg, preset=preset)
     if preset != "demo" and cfg.out == default.out and cfg.data.data is not None:
         cfg = dataclasses.replace(cfg, out=Path("runs") / f"{Path(cfg.data.data).name}-{preset}")
@@ -296,7 +334,7 @@ def _choose_preset(argv: list[str]) -> tuple[str, dict, str]:
     from configs import PRESETS, choose
     from nerfkit.config import FitConfig
 
-    cfg = tyro.cli(FitConfig, default=PRESETS["demo"][1], args=list(argv), prog="nerfkit fit")
+    cfg = _tyro(FitConfig, list(argv), "nerfkit fit", default=PRESETS["demo"][1])
     check_flags(cfg)  # before the data is read to choose
     return choose(cfg.data.data)
 
@@ -404,7 +442,7 @@ DATA_USAGE = """usage: nerfkit data COMMAND ARGS
 
 
 def _data_demo(argv: list[str]) -> int:
-    args = tyro.cli(DemoDataArgs, args=argv, prog="nerfkit data demo")
+    args = _tyro(DemoDataArgs, argv, "nerfkit data demo")
     from nerfkit.data.demo import make_demo_scene, write_blender
 
     scene = make_demo_scene()
@@ -449,7 +487,7 @@ def _data_colmap(argv: list[str]) -> int:
 
 
 def _data_colmap_import(argv: list[str]) -> int:
-    args = tyro.cli(ColmapImportArgs, args=argv, prog="nerfkit data colmap-import")
+    args = _tyro(ColmapImportArgs, argv, "nerfkit data colmap-import")
     from nerfkit.data.colmap import import_colmap_model
 
     res = import_colmap_model(args.sparse_dir, args.images_dir, args.out_dir)

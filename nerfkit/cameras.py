@@ -11,6 +11,7 @@ know: they sample ``t`` in [0, 1] along whatever rays they are given.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -24,8 +25,9 @@ def _distort(x, y, k1, k2, p1, p2):
     return x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x), y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
 
 
-def undistort(xd, yd, k1, k2, p1, p2, iterations: int = 10):
-    """Invert :func:`_distort` by Newton's method (a fixed number of steps, so it traces under ``jit``).
+def undistort(xd, yd, k1, k2, p1, p2, iterations: int = 10, xnp=np):
+    """Invert :func:`_distort` by Newton's method (a fixed number of steps, so it traces under ``jit``; with
+    ``xnp=jnp`` a ``lax.fori_loop``, which XLA compiles once instead of unrolled).
 
     Args:
       xd, yd: [...] distorted normalised coordinates; k1, k2, p1, p2: broadcastable coefficients.
@@ -38,8 +40,7 @@ def undistort(xd, yd, k1, k2, p1, p2, iterations: int = 10):
     >>> round(x, 6), round(y, 6)
     (0.3, -0.2)
     """
-    x, y = xd, yd
-    for _ in range(iterations):
+    def newton(x, y):
         r2 = x * x + y * y
         radial = 1.0 + r2 * (k1 + r2 * k2)
         d_radial = 2.0 * k1 + 4.0 * k2 * r2  # d(radial)/d(r2) * 2
@@ -51,8 +52,13 @@ def undistort(xd, yd, k1, k2, p1, p2, iterations: int = 10):
         j21 = x * y * d_radial + 2.0 * p2 * y + 2.0 * p1 * x
         j22 = radial + y * y * d_radial + 6.0 * p1 * y + 2.0 * p2 * x
         det = j11 * j22 - j12 * j21
-        x = x - (fx_ * j22 - fy_ * j12) / det
-        y = y - (fy_ * j11 - fx_ * j21) / det
+        return x - (fx_ * j22 - fy_ * j12) / det, y - (fy_ * j11 - fx_ * j21) / det
+
+    if xnp is jnp:
+        return jax.lax.fori_loop(0, iterations, lambda _, xy: newton(*xy), (xd, yd))
+    x, y = xd, yd
+    for _ in range(iterations):
+        x, y = newton(x, y)
     return x, y
 
 
@@ -76,7 +82,7 @@ def pixel_directions_camera(px, py, fx, fy, cx, cy, xnp=np, distortion=None):
     x = (px - cx) / fx
     y = (py - cy) / fy
     if distortion is not None:
-        x, y = undistort(x, y, distortion[..., 0], distortion[..., 1], distortion[..., 2], distortion[..., 3])
+        x, y = undistort(x, y, distortion[..., 0], distortion[..., 1], distortion[..., 2], distortion[..., 3], xnp=xnp)
     return xnp.stack([x, -y, -xnp.ones_like(x)], axis=-1)
 
 

@@ -53,14 +53,14 @@ def evaluate(run_dir: Path, split: str = "test", max_views: int | None = None, o
         fitter = appearance_eval.CodeFitter.for_run(run, fn, params, state, bg, appearance_steps, appearance_lr)
 
     rows, t0 = [], time.time()
-    gts = views.composite(bg)
     bar = progress.Progress(n, f"evaluating {split} at {views.cameras.width}x{views.cameras.height}", unit="view")
     for i in range(n):
-        row, images = _evaluate_view(fn, params, state, views, i, gts[i], chunk, fitter, net)
+        gt = views.composite(bg, i)
+        row, images = _evaluate_view(fn, params, state, views, i, gt, chunk, fitter, net)
         rows.append(row)
         bar.update(f"mean PSNR {np.mean([r['psnr'] for r in rows]):.2f}")
         if i < save_images:
-            _save_images(out / "images" / Path(views.names[i]).stem, images, gts[i], run.meta)
+            _save_images(out / "images" / Path(views.names[i]).stem, images, gt, run.meta)
     bar.close()
     result = _summary(run, str(run_dir), split, views, bg_name, rows, fitter, net)
     result["seconds"] = time.time() - t0

@@ -9,6 +9,8 @@ the step in flight, with a checkpoint. Every numeric field of the config is chec
 :class:`FitState` (what is trained and checkpointed) and :class:`FitLoop` (one step, logging, validation,
 checkpoints). The only host syncs are every ``log_every`` steps, at validation and at checkpoints, plus a
 wait for the step ``QUEUED_STEPS`` behind the newest (the device stays fed; the host learns its pace).
+With several processes (``--train.distributed``) only the first writes the run's files (config, metrics,
+pictures, summary); checkpoints are written by all of them together (Orbax coordinates).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -27,7 +30,7 @@ import jax
 import numpy as np
 
 from nerfkit import metrics as metrics_lib
-from nerfkit import devices, flags, parallel, renderer, runs, samplers
+from nerfkit import devices, flags, memory, parallel, renderer, runs, samplers
 from nerfkit.checkpoint import Checkpointer, from_train_state, train_state
 from nerfkit.config import FitConfig, save_config
 from nerfkit.errors import InputError
@@ -50,7 +53,9 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
     parallel.check_batch(cfg.train.batch_rays, mesh, "--train.batch-rays")
     parallel.check_batch(cfg.train.render_chunk, mesh, "--train.render-chunk")
     scene = runs.load_scene(cfg.data)
-    write_run_files(cfg, scene)
+    print(check_memory(scene, cfg.train.multiscale, mesh), file=sys.stderr)  # refuses before the run is written
+    if jax.process_index() == 0:  # several processes (--train.distributed): the first writes the run's files
+        write_run_files(cfg, scene)
     loop = FitLoop(cfg, scene, mesh, start_time)
     loop.announce()
     if cfg.viewer:
@@ -76,6 +81,27 @@ def check_run_dir(cfg: FitConfig) -> None:
         raise InputError("already holds checkpoints; pass --resume to continue or choose another --out", path=out)
     if cfg.resume and (out / "config.json").exists():
         runs.check_resumable(cfg, out)
+
+
+def check_memory(scene: Scene, levels: int, mesh) -> str:
+    """The line saying how much the training data holds: the 8-bit training images (:class:`TrainData`)
+    on each of this process's devices, and every loaded split's images on the host. ``InputError`` (field
+    ``--data.downscale``) when a device has not the room (:mod:`nerfkit.memory`; a CPU device's memory is
+    the host's, which its replicas share)."""
+    need = TrainData.image_bytes(scene.splits["train"], levels)
+    local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+    platform = local[0].platform
+    if platform == "cpu":
+        memory.check_fits(need * len(local), memory.host_available(), "the training images", "the host",
+                          field="--data.downscale")
+    else:
+        free = [memory.device_free(d) for d in local]
+        known = [f for f in free if f is not None]
+        memory.check_fits(need, min(known) if known else None, "the training images", f"a {platform} device",
+                          field="--data.downscale")
+    host = sum(split.pixels.nbytes for split in scene.splits.values())
+    return (f"training data: {memory.gib(need)} of 8-bit images ({levels} level(s)) on each of {len(local)} "
+            f"{platform} device(s); {memory.gib(host)} of images held on the host")
 
 
 def write_run_files(cfg: FitConfig, scene: Scene) -> None:
@@ -107,11 +133,11 @@ def validate(fn: renderer.RenderFn, state: FitState, scene: Scene, cfg: FitConfi
     split = scene.splits.get(cfg.train.val_split) or scene.splits.get(other)
     if split is None or n_views <= 0:
         return None, []
-    gts = split.composite(background_rgb(cfg.data.background))  # once per validation, not once per view
+    bg = background_rgb(cfg.data.background)
     pairs = []
     for i in range(min(n_views, len(split))):
         pred = renderer.render_view(fn, state.params, state.sampler_state, split.cameras, i, cfg.train.render_chunk)
-        pairs.append((pred["rgb"], gts[i]))
+        pairs.append((pred["rgb"], split.composite(bg, i)))
     return float(np.mean([metrics_lib.image_metrics(p, g)["psnr"] for p, g in pairs])), pairs
 
 
@@ -165,8 +191,8 @@ class Clock:
 class RunLog:
     """The fit's record: ``metrics.jsonl``, the progress display and the training-loss history."""
 
-    def __init__(self, out: Path, total: int, initial: int):
-        self.file = open(out / "metrics.jsonl", "a")
+    def __init__(self, out: Path, total: int, initial: int, write: bool = True):
+        self.file = open(out / "metrics.jsonl" if write else os.devnull, "a")
         self.progress = Progress(total, initial)
         self.history = {"step": [], "loss": [], "psnr": []}
 
@@ -265,7 +291,7 @@ class FitLoop:
             self.resume()
         s = self.state
         s.params, s.opt_state, s.sampler_state = parallel.replicate((s.params, s.opt_state, s.sampler_state), mesh)
-        self.data = parallel.replicate(TrainData.from_scene(scene, tcfg.multiscale, cfg.model.pose_refine), mesh)
+        self.data = TrainData.from_scene(scene, tcfg.multiscale, cfg.model.pose_refine, mesh)
         self.train_step = make_train_step(self.graphdef, tx, self.sampler, batch_rays=tcfg.batch_rays,
                                           background=cfg.data.background, seed=tcfg.seed, mesh=mesh)
         self.update_sampler = make_sampler_update(self.graphdef, self.sampler, mesh)
@@ -274,7 +300,8 @@ class FitLoop:
         self.sampler_key = jax.random.fold_in(jax.random.key(tcfg.seed), SAMPLER_KEY_SALT)
         self.clock = Clock(start_time, start_time + tcfg.time_budget if tcfg.time_budget else math.inf,
                            done_time=time.time(), done_step=s.step)
-        self.log = RunLog(self.out, tcfg.steps, s.step)
+        self.primary = jax.process_index() == 0  # the process that writes the run's files (not checkpoints: all)
+        self.log = RunLog(self.out, tcfg.steps, s.step, write=self.primary)
         self.pending = []  # (step, device metrics, lr) not yet fetched
         self.warmed_up = False
         self.loop_start, self.loop_start_step = time.time(), s.step  # throughput counts from the first sync
@@ -406,7 +433,8 @@ class FitLoop:
             from nerfkit import visualize
 
             row = np.concatenate([np.concatenate([p, g], axis=1) for p, g in pairs[:2]], axis=0)
-            visualize.write_png(self.out / "val" / f"step_{step:07d}.png", row)
+            if self.primary:
+                visualize.write_png(self.out / "val" / f"step_{step:07d}.png", row)
             self.log.line({"step": step, "time": t0 - self.clock.start, "train_time": self.clock.train_seconds(t0),
                            "val_psnr": psnr, "val_views": len(pairs)})
             self.log.progress.write(f"step {step}: validation PSNR {psnr:.2f} dB ({len(pairs)} views)")
@@ -441,8 +469,9 @@ class FitLoop:
                    "steps_per_s": (s.step - self.loop_start_step) / max(train_time, 1e-9),
                    "rays_per_s": self.total_rays / max(train_time, 1e-9), "val_psnr": self.val_psnr,
                    "train_psnr": history["psnr"][-1] if history["psnr"] else None}
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if len(history["step"]) > 1:
+        if self.primary:
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if len(history["step"]) > 1 and self.primary:
             from nerfkit import visualize
 
             visualize.plot_curves(self.out / "training.png", history["step"], {"train PSNR (dB)": history["psnr"]},

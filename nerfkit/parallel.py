@@ -1,6 +1,6 @@
 """Data parallelism on JAX's SPMD machinery: one ``Mesh`` over the devices, axis ``data``.
 
-Parameters, optimizer state, the occupancy grid and the training rays are *replicated*; each step's ray
+Parameters, optimizer state, the occupancy grid and the training images are *replicated*; each step's ray
 batch (and every rendering chunk) is *sharded* along ``data`` with ``jax.lax.with_sharding_constraint``, so
 ``jax.jit`` partitions the work and inserts the gradient all-reduce itself. This is the same program as on
 one device (random numbers included: JAX's partitionable threefry gives every element the same value

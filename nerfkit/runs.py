@@ -38,13 +38,13 @@ def load_scene(data: DataConfig, splits=("train", "val", "test")) -> Scene:
 
 def downscale_scene(scene: Scene, factor: int) -> Scene:
     """Every split shrunk by an integer factor (area filtering on premultiplied RGBA)."""
-    from nerfkit.data.images import area_downscale
+    from nerfkit.data.images import shrink_pixels
 
     splits = {}
     for name, s in scene.splits.items():
         if s.cameras.width % factor or s.cameras.height % factor:
             raise InputError(f"{s.cameras.width}x{s.cameras.height} images are not divisible by {factor}", field="--data.downscale")
-        splits[name] = dataclasses.replace(s, rgba=area_downscale(s.rgba, factor), cameras=s.cameras.scaled(1.0 / factor))
+        splits[name] = dataclasses.replace(s, pixels=shrink_pixels(s.pixels, factor), cameras=s.cameras.scaled(1.0 / factor))
     return dataclasses.replace(scene, splits=splits)
 
 

@@ -1,4 +1,5 @@
-"""The jitted train step: a random batch of rays, rendered by the sampler, photometric loss, one Adam step.
+"""The jitted train step: a random batch of pixels, their rays made from the cameras, rendered by the sampler,
+photometric loss, one Adam step.
 
 NNX's object graph stays out of the hot path: the model is split once into a static ``graphdef`` and a
 ``params`` pytree, and the step is a plain ``jax.jit`` of a pure function that merges them. Everything random
@@ -7,7 +8,6 @@ in step ``k`` comes from ``fold_in(seed_key, k)``, so a resumed fit replays the 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import flax.struct
@@ -23,7 +23,7 @@ from nerfkit import parallel, poses
 from nerfkit.config import TrainConfig
 from nerfkit.errors import InputError
 from nerfkit.samplers import Sampler
-from nerfkit.types import Rays, Scene, background_rgb
+from nerfkit.types import Rays, Scene, SplitData, background_rgb, pixels_to_rgba
 
 
 POSE_PARAM = "pose_corrections"  # the model's pose corrections (nerfkit.poses), with their own learning rate
@@ -51,47 +51,103 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
 
 @flax.struct.dataclass
 class TrainData:
-    """Every training ray, on the device: origins, directions [R, 3], premultiplied RGBA [R, 4], the pixel
-    cone radius [R] (mip-NeRF) and the image each ray comes from [R] (appearance embeddings, pose
-    corrections). ``ndc`` (static): None, or the scene's NDC projection (fx, fy, cx, cy, width, height, near)
-    when the rays of NDC cameras are kept in world space (to be corrected, then mapped, in the step)."""
+    """The training images and cameras, on the device; each step makes its batch's rays from them
+    (:meth:`draw`, then :meth:`rays_at`) instead of holding every ray (48 bytes a pixel): 4 bytes a pixel.
 
-    origins: jax.Array
-    directions: jax.Array
-    rgba: jax.Array
-    radii: jax.Array
-    image_ids: jax.Array
+    Attributes:
+      levels: per level ``k``, uint8 [N, H / 2^k, W / 2^k, 4] straight RGBA (:attr:`SplitData.pixels`; level 0
+        the training split's images, levels 1, 2, ... their area-downscaled copies for mip-NeRF's multi-scale
+        training, rounded to 8 bits).
+      c2w: float32 [N, 3, 4]; intrinsics: float32 [N, 4] (fx, fy, cx, cy) at level 0; distortion: float32
+        [N, 4] OpenCV (k1, k2, p1, p2) or None.
+      ndc_near (static): the cameras' ``ndc_near``: rays are mapped to NDC as :func:`nerfkit.cameras.all_rays`
+        maps them. ndc (static): None, or the scene's NDC projection (fx, fy, cx, cy, width, height, near)
+        when the rays of NDC cameras are kept in world space (to be corrected, then mapped, in the step).
+    """
+
+    levels: tuple
+    c2w: jax.Array
+    intrinsics: jax.Array
+    distortion: jax.Array | None = None
+    ndc_near: float | None = flax.struct.field(pytree_node=False, default=None)
     ndc: tuple | None = flax.struct.field(pytree_node=False, default=None)
 
+    @staticmethod
+    def image_bytes(split: SplitData, levels: int = 1) -> int:
+        """Bytes :attr:`levels` takes for ``split`` with ``levels`` levels: 4 a pixel at level 0, a quarter of
+        that at each further level."""
+        n, h, w = split.pixels.shape[:3]
+        return sum(n * (h >> k) * (w >> k) * 4 for k in range(levels))
+
     @classmethod
-    def from_scene(cls, scene: Scene, levels: int = 1, world_rays: bool = False) -> "TrainData":
-        """The training split's rays; with ``levels`` > 1, also those of its area-downscaled copies at 1/2,
-        1/4, ... (mip-NeRF's multi-scale training). Level ``k``'s rays are repeated ``4^k`` times, so every
-        level is drawn equally often (as mip-NeRF weights its loss by pixel area). ``world_rays``: rays of
-        NDC cameras stay in world space, with their projection in ``ndc`` (for pose corrections)."""
-        from nerfkit.data.images import area_downscale
-        from nerfkit.mip import pixel_radius
+    def from_scene(cls, scene: Scene, levels: int = 1, world_rays: bool = False, mesh=None) -> "TrainData":
+        """The training split's images and cameras, put on ``mesh``'s devices (replicated; None: the default
+        device). With ``levels`` > 1, also the images area-downscaled by 2, 4, ... (mip-NeRF's multi-scale
+        training; :meth:`draw` draws every level equally often, as mip-NeRF weights its loss by pixel area).
+        ``world_rays``: rays of NDC cameras stay in world space, with their projection in ``ndc`` (for pose
+        corrections)."""
+        from nerfkit.data.images import shrink_pixels
 
         split, ndc = scene.splits["train"], None
-        cameras = split.cameras
-        if world_rays and cameras.ndc_near is not None:  # NDC's projection is the same at every level
-            ndc = (*(float(getattr(cameras, k)[0]) for k in ("fx", "fy", "cx", "cy")), cameras.width,
-                   cameras.height, float(cameras.ndc_near))
-            cameras = dataclasses.replace(cameras, ndc_near=None)
-        parts = []
-        for k in range(levels):
+        cams = split.cameras
+        if world_rays and cams.ndc_near is not None:  # NDC's projection is the same at every level
+            ndc = (*(float(getattr(cams, k)[0]) for k in ("fx", "fy", "cx", "cy")), cams.width, cams.height,
+                   float(cams.ndc_near))
+        pyramid = [split.pixels]
+        for k in range(1, levels):
             f = 2 ** k
-            if cameras.width % f or cameras.height % f:
+            if cams.width % f or cams.height % f:
                 raise InputError(f"{levels} levels need image sizes divisible by {f}", field="--train.multiscale")
-            cams = cameras.scaled(1.0 / f) if f > 1 else cameras
-            rgba = area_downscale(split.rgba, f) if f > 1 else split.rgba
-            o, d = cam.all_rays(cams)
-            n = cams.width * cams.height
-            radii = np.repeat(np.asarray(pixel_radius(np.asarray(cams.fx, np.float32))), n)
-            ids = np.repeat(np.arange(len(cams), dtype=np.int32), n)
-            level = [o.reshape(-1, 3), d.reshape(-1, 3), rgba.reshape(-1, 4), radii.astype(np.float32), ids]
-            parts.append([np.tile(x, (f * f,) + (1,) * (x.ndim - 1)) for x in level])
-        return cls(*(jnp.asarray(np.concatenate(xs)) for xs in zip(*parts)), ndc=ndc)
+            pyramid.append(np.stack([shrink_pixels(img, f) for img in split.pixels]))
+        host = dict(levels=tuple(pyramid), c2w=np.asarray(cams.c2w, np.float32),
+                    intrinsics=np.stack([cams.fx, cams.fy, cams.cx, cams.cy], axis=-1).astype(np.float32),
+                    distortion=None if cams.distortion is None else np.asarray(cams.distortion, np.float32))
+        host = parallel.replicate(host, mesh) if mesh is not None else jax.device_put(host)
+        return cls(**host, ndc_near=None if ndc is not None else cams.ndc_near, ndc=ndc)
+
+    def draw(self, key, n: int):
+        """int32 [n, 4] random (level, image, row, column), pixel coordinates at the ray's level: the level
+        uniform, then a pixel uniform over the level's pixels (the distribution of drawing uniformly from
+        every level's rays, level ``k``'s repeated ``4^k`` times)."""
+        num, h, w = self.levels[0].shape[:3]
+        idx = jax.random.randint(key, (n, 4), 0, jnp.array([len(self.levels), num, h, w], jnp.int32))
+        level = idx[:, 0]
+        return jnp.stack([level, idx[:, 1], idx[:, 2] >> level, idx[:, 3] >> level], axis=-1)
+
+    def every_pixel(self, level: int = 0):
+        """int32 [N * H_k * W_k, 4]: every pixel of ``level`` in (image, row, column) order, as :meth:`draw`
+        gives them (for tests and checks against :func:`nerfkit.cameras.all_rays`)."""
+        n, h, w = self.levels[level].shape[:3]
+        i, r, c = np.meshgrid(np.arange(n), np.arange(h), np.arange(w), indexing="ij")
+        return jnp.asarray(np.stack([np.full(i.size, level), i.ravel(), r.ravel(), c.ravel()], -1), jnp.int32)
+
+    def rays_at(self, idx) -> tuple[Rays, jax.Array]:
+        """(rays [B] with radii and image ids, float32 [B, 4] premultiplied RGBA) of the pixels ``idx`` [B, 4]
+        (:meth:`draw`): the rays :func:`nerfkit.cameras.all_rays` gives those pixels of the level's cameras
+        (``Cameras.scaled(2^-k)``). ``viewdirs`` are the directions (in NDC: the NDC directions)."""
+        from nerfkit.mip import pixel_radius
+
+        level, image, row, col = idx[:, 0], idx[:, 1], idx[:, 2], idx[:, 3]
+        scale = 1.0 / jnp.left_shift(1, level).astype(jnp.float32)  # a power of two: exact
+        fx, fy, cx, cy = jnp.moveaxis(self.intrinsics[image] * scale[:, None], -1, 0)
+        dist = None if self.distortion is None else self.distortion[image]
+        dirs = cam.pixel_directions_camera(col.astype(jnp.float32) + 0.5, row.astype(jnp.float32) + 0.5, fx, fy,
+                                           cx, cy, jnp, dist)
+        o, d = cam.camera_rays(self.c2w[image], dirs, jnp)
+        if self.ndc_near is not None:
+            h, w = self.levels[0].shape[1:3]
+            o, d = cam.ndc_rays(o, d, fx, fy, cx, cy, w * scale, h * scale, self.ndc_near, jnp)
+        rays = Rays(origins=o, directions=d, viewdirs=d, radii=pixel_radius(fx), image_ids=image)
+        return rays, pixels_to_rgba(self._pixels(level, image, row, col), jnp)
+
+    def _pixels(self, level, image, row, col):
+        """uint8 [B, 4]: each pixel from its level's images."""
+        pix = self.levels[0][image, row, col]
+        for k, img in enumerate(self.levels[1:], start=1):
+            h, w = img.shape[1:3]
+            at_k = img[image, jnp.minimum(row, h - 1), jnp.minimum(col, w - 1)]
+            pix = jnp.where((level == k)[:, None], at_k, pix)
+        return pix
 
 
 def _photometric_loss(sampler: Sampler, out, target, batch_rays: int):
@@ -128,11 +184,9 @@ def make_train_step(graphdef, tx, sampler: Sampler, *, batch_rays: int, backgrou
 
     def step_fn(params, opt_state, step, lr, data: TrainData, state):
         k_idx, k_bg, k_render = jax.random.split(jax.random.fold_in(base_key, step), 3)
-        idx = parallel.shard_batch(jax.random.randint(k_idx, (batch_rays,), 0, data.origins.shape[0]), mesh)
-        rays = Rays(origins=data.origins[idx], directions=data.directions[idx], viewdirs=data.directions[idx],
-                    radii=data.radii[idx] if mip else None,
-                    image_ids=data.image_ids[idx] if appearance or refine else None)
-        pix = data.rgba[idx]
+        rays, pix = data.rays_at(parallel.shard_batch(data.draw(k_idx, batch_rays), mesh))
+        rays = rays.replace(radii=rays.radii if mip else None,
+                            image_ids=rays.image_ids if appearance or refine else None)
         bg = fixed_bg
         if background == "random":
             bg = parallel.shard_batch(jax.random.uniform(k_bg, (batch_rays, 3)), mesh)

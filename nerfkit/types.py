@@ -5,8 +5,10 @@ Conventions
 * Camera-to-world matrices are ``float32 [N, 3, 4]`` in the OpenGL/Blender convention: the camera looks
   down its local ``-z`` axis, ``+y`` is up and ``+x`` is right.
 * Intrinsics are in pixels; pixel ``(i, j)`` (column, row) has its centre at ``(i + 0.5, j + 0.5)``.
-* Images are stored *premultiplied*: ``rgba[..., :3]`` is colour times alpha, so area filtering is exact
-  and compositing on a background ``bg`` is ``rgb + (1 - alpha) * bg``.
+* Images are computed with *premultiplied*: ``rgba[..., :3]`` is colour times alpha, so area filtering is
+  exact and compositing on a background ``bg`` is ``rgb + (1 - alpha) * bg``. They are *held* as 8-bit
+  straight-alpha RGBA (:attr:`SplitData.pixels`, 4 bytes a pixel) and converted where used
+  (:func:`pixels_to_rgba`).
 * Forward-facing scenes (LLFF) are sampled in normalised device coordinates: cameras with ``ndc_near`` set
   return rays already mapped to NDC (see :func:`nerfkit.cameras.ndc_rays`), and the scene's near/far are
   0 and 1 along those rays.
@@ -73,27 +75,77 @@ class Cameras:
         )
 
 
+PIXEL_SCALE = 1.0 / 255.0  # uint8 -> [0, 1]
+
+
+def pixels_to_rgba(pixels, xnp=np):
+    """uint8 [..., 4] straight-alpha RGBA (what :attr:`SplitData.pixels` holds) -> float32 [..., 4]
+    premultiplied RGBA in [0, 1]; ``xnp`` is ``np`` or ``jnp`` (the train step converts its batch's pixels
+    with this too).
+
+    >>> pixels_to_rgba(np.array([[255, 128, 0, 255], [255, 255, 255, 51]], np.uint8)).astype(float).round(4).tolist()
+    [[1.0, 0.502, 0.0, 1.0], [0.2, 0.2, 0.2, 0.2]]
+    """
+    x = pixels.astype(xnp.float32) * xnp.float32(PIXEL_SCALE)
+    return xnp.concatenate([x[..., :3] * x[..., 3:], x[..., 3:]], axis=-1)
+
+
+def rgba_to_pixels(rgba) -> np.ndarray:
+    """float [..., 4] premultiplied RGBA -> uint8 [..., 4] straight alpha (rounded; colour 0 where alpha is 0).
+
+    >>> rgba_to_pixels(np.array([[0.2, 0.2, 0.2, 0.2], [0.5, 0.25, 0.0, 1.0]])).tolist()
+    [[255, 255, 255, 51], [128, 64, 0, 255]]
+    """
+    rgba = np.clip(np.asarray(rgba, np.float32), 0.0, 1.0)
+    alpha = rgba[..., 3:]
+    rgb = np.where(alpha > 0, rgba[..., :3] / np.where(alpha > 0, alpha, 1.0), 0.0)
+    straight = np.concatenate([np.clip(rgb, 0.0, 1.0), alpha], axis=-1)
+    return np.round(straight * 255.0).astype(np.uint8)
+
+
 @dataclasses.dataclass(frozen=True)
 class SplitData:
     """One split of a scene.
 
+    The images are held as 8-bit *straight*-alpha RGBA, 4 bytes a pixel: a photo's own bytes (alpha 255
+    where the file has none), so a full-resolution 8-bit image comes back exactly as the file has it.
+    Images that were area-downscaled on loading (premultiplied, in float) are rounded back to 8 bits; 16-bit
+    and float images are rounded to 8 bits. Everything that computes with the pixels uses the premultiplied
+    float32 convention of this module through :meth:`image`, :attr:`rgba` or :meth:`composite`.
+
     Attributes:
       cameras: the split's cameras.
-      rgba: float32 [N, H, W, 4] premultiplied RGBA in [0, 1] (alpha = 1 where the source has none).
+      pixels: uint8 [N, H, W, 4] straight-alpha RGBA.
       names: the image file of each view (for messages and output names).
     """
 
     cameras: Cameras
-    rgba: np.ndarray
+    pixels: np.ndarray
     names: tuple[str, ...]
 
-    def __len__(self) -> int:
-        return int(self.rgba.shape[0])
+    @classmethod
+    def from_rgba(cls, cameras: Cameras, rgba: np.ndarray, names: tuple[str, ...]) -> "SplitData":
+        """A split from float [N, H, W, 4] premultiplied RGBA (rounded to 8 bits, :func:`rgba_to_pixels`)."""
+        return cls(cameras=cameras, pixels=rgba_to_pixels(rgba), names=tuple(names))
 
-    def composite(self, background: np.ndarray) -> np.ndarray:
-        """float32 [N, H, W, 3] colour on ``background`` (float32 [3])."""
-        rgb, alpha = self.rgba[..., :3], self.rgba[..., 3:]
-        return rgb + (1.0 - alpha) * np.asarray(background, np.float32)
+    def __len__(self) -> int:
+        return int(self.pixels.shape[0])
+
+    def image(self, index: int) -> np.ndarray:
+        """float32 [H, W, 4] premultiplied RGBA of view ``index``."""
+        return pixels_to_rgba(self.pixels[index])
+
+    @property
+    def rgba(self) -> np.ndarray:
+        """float32 [N, H, W, 4] premultiplied RGBA of every view: a new array, 16 bytes a pixel, so for small
+        splits and tests; use :meth:`image` one view at a time."""
+        return pixels_to_rgba(self.pixels)
+
+    def composite(self, background: np.ndarray, index: int | None = None) -> np.ndarray:
+        """float32 [H, W, 3] colour of view ``index`` on ``background`` (float32 [3]); without ``index``,
+        [N, H, W, 3] of every view."""
+        rgba = self.rgba if index is None else self.image(index)
+        return rgba[..., :3] + (1.0 - rgba[..., 3:]) * np.asarray(background, np.float32)
 
 
 @dataclasses.dataclass(frozen=True)

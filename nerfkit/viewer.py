@@ -254,8 +254,8 @@ def thumbnails(run: runs.Run, side: int = 64) -> list[np.ndarray] | None:
     except (InputError, OSError):
         return None
     step = max(1, int(np.ceil(max(train.cameras.width, train.cameras.height) / side)))
-    rgb = train.composite(background_rgb(run.meta.background))
-    return [visualize.to_uint8(img[::step, ::step]) for img in rgb]
+    bg = background_rgb(run.meta.background)
+    return [visualize.to_uint8(train.composite(bg, i)[::step, ::step]) for i in range(len(train))]
 
 
 class Viewer:

@@ -33,8 +33,8 @@ def exposure_scene(tmp_path_factory) -> tuple[Path, object]:
     rgba, test_rgba = train.rgba.copy(), test.rgba.copy()
     rgba[..., :3] *= GAINS[:, None, None, None]  # premultiplied: scales the colour, not the coverage
     test_rgba[..., :3] *= TEST_GAIN
-    scene = dataclasses.replace(scene, splits={**scene.splits, "train": dataclasses.replace(train, rgba=rgba),
-                                               "test": dataclasses.replace(test, rgba=test_rgba)})
+    scene = dataclasses.replace(scene, splits={**scene.splits, "train": train.from_rgba(train.cameras, rgba, train.names),
+                                               "test": test.from_rgba(test.cameras, test_rgba, test.names)})
     root = tmp_path_factory.mktemp("exposure") / "scene"
     write_blender(scene, root)
     return root, scene

@@ -139,7 +139,7 @@ def test_interpolate_path_follows_capture_order(tmp_path):
     n = 11
     cams = Cameras(c2w=keys[shuffled].astype(np.float32), fx=np.full(n, 10.0, np.float32), fy=np.full(n, 10.0, np.float32),
                    cx=np.full(n, 4.0, np.float32), cy=np.full(n, 4.0, np.float32), width=8, height=8)
-    split = SplitData(cameras=cams, rgba=np.zeros((n, 8, 8, 4), np.float32), names=tuple(f"r_{i}.png" for i in shuffled))
+    split = SplitData(cameras=cams, pixels=np.zeros((n, 8, 8, 4), np.uint8), names=tuple(f"r_{i}.png" for i in shuffled))
     scene = Scene(splits={"train": split}, near=1.0, far=6.0, aabb=np.array([[-1.0] * 3, [1.0] * 3]), source="test")
     from nerfkit.config import FitConfig
 

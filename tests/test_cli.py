@@ -285,6 +285,10 @@ CATALOGUE = {
     # --- data
     "unknown data command": (lambda c: ["data", "frobnicate"], "frobnicate"),
     "data colmap --fps 0": (lambda c: ["data", "colmap", c.tmp, c.tmp / "out", "--fps", "0"], "--fps"),
+    # --- what tyro refuses (its multi-line box, made one line)
+    "fit --train.steps abc": (lambda c: c.fit("--train.steps", "abc"), "--train.steps"),
+    "fit, unknown flag": (lambda c: c.fit("--train.stepz", "5"), "--train.stepz"),
+    "render, no run directory": (lambda c: ["render"], "PATH"),
 }
 def _snapshot(root: Path) -> dict:
     """Every entry under ``root`` (and ``root`` itself): kind, size and modification time."""

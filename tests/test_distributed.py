@@ -5,6 +5,7 @@ all-reduce. Slow (two JAX start-ups and compiles): ``pytest -m slow tests/test_d
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -54,6 +55,8 @@ def test_two_processes_give_the_one_process_fit(tmp_path, tiny_blender_dir):
         assert p.returncode == 0, err[-3000:]
         assert "2 cpu device(s)" in err  # the mesh spans both processes
 
+    logged = [json.loads(line)["step"] for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(set(logged)) == logged  # written by one process (both appending would repeat every step)
     assert cli_main(_fit_args(tmp_path / "one", tiny_blender_dir)) == 0
     two, one = runs.load_run(tmp_path / "two"), runs.load_run(tmp_path / "one")
     assert two.step == one.step == 6

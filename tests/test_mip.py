@@ -86,19 +86,17 @@ def test_mip_model_fits_and_renders_at_other_scales(tmp_path, tiny_blender_dir):
 
 
 def test_multiscale_train_data_pyramid():
-    """--train.multiscale 3: rays of the 1, 1/2 and 1/4 images, each level equally often, cones widening."""
+    """--train.multiscale 3: the 1, 1/2 and 1/4 images (8-bit); tests/test_train_data.py checks their rays and
+    that every level is drawn equally often."""
     from nerfkit.data.demo import make_demo_scene
     from nerfkit.data.images import area_downscale
     from nerfkit.train_step import TrainData
+    from nerfkit.types import pixels_to_rgba
 
     scene = make_demo_scene(width=16, height=16, n_train=3, n_val=0, n_test=0)
     one, three = TrainData.from_scene(scene), TrainData.from_scene(scene, 3)
-    n = one.origins.shape[0]
-    assert three.origins.shape[0] == 3 * n
-    np.testing.assert_array_equal(np.asarray(three.rgba[:n]), np.asarray(one.rgba))
-    radii = np.asarray(three.radii)
-    np.testing.assert_allclose([radii[:n].mean(), radii[n:2 * n].mean(), radii[2 * n:].mean()],
-                               np.asarray([1, 2, 4]) * radii[0], rtol=1e-5)
-    # Level 2 holds the 4x4 area-averaged pixels, each repeated 16 times.
-    quarter = area_downscale(scene.splits["train"].rgba, 4).reshape(-1, 4)
-    np.testing.assert_allclose(np.asarray(three.rgba[2 * n:2 * n + quarter.shape[0]]), quarter, atol=1e-6)
+    assert [lv.shape for lv in three.levels] == [(3, 16, 16, 4), (3, 8, 8, 4), (3, 4, 4, 4)]
+    np.testing.assert_array_equal(np.asarray(three.levels[0]), np.asarray(one.levels[0]))
+    # Level 2 holds the 4x4 area-averaged pixels (rounded to 8 bits); tests/test_train_data.py checks the rays.
+    quarter = area_downscale(scene.splits["train"].rgba, 4)
+    np.testing.assert_allclose(pixels_to_rgba(np.asarray(three.levels[2])), quarter, atol=1 / 255)

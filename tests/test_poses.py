@@ -18,7 +18,7 @@ from nerfkit.data.demo import make_demo_scene
 from nerfkit.fit import fit
 from nerfkit.model import build_model
 from nerfkit.train_step import TrainData, learning_rate, make_optimizer, make_train_step
-from nerfkit.types import Bounds, Cameras, Rays
+from nerfkit.types import Bounds, Cameras
 
 from .conftest import tiny_fit_config, tiny_model
 
@@ -72,13 +72,15 @@ def test_refined_ndc_rays_are_the_ndc_rays_of_the_refined_cameras():
     scene = dataclasses.replace(scene, splits={"train": split})
     world, ndc = TrainData.from_scene(scene, world_rays=True), TrainData.from_scene(scene)
     assert world.ndc == (7.0, 7.0, 4.0, 3.0, w, h, 1.0) and ndc.ndc is None
+    assert world.ndc_near is None and ndc.ndc_near == 1.0
     delta = _random_deltas(n, 2.0, 0.05)
-    rays = Rays(world.origins, world.directions, world.directions)
-    out = poses.refine_rays(rays, jnp.asarray(delta)[world.image_ids], world.ndc)
+    rays, _ = world.rays_at(world.every_pixel())
+    out = poses.refine_rays(rays, jnp.asarray(delta)[rays.image_ids], world.ndc)
     o, d = cam.all_rays(_moved(cams, delta))
     assert np.allclose(out.origins, o.reshape(-1, 3), atol=1e-4) and np.allclose(out.directions, d.reshape(-1, 3), atol=1e-4)
-    zero = poses.refine_rays(rays, jnp.zeros((len(world.image_ids), 6)), world.ndc)  # no correction: as loaded
-    assert np.allclose(zero.origins, ndc.origins, atol=1e-5) and np.allclose(zero.directions, ndc.directions, atol=1e-5)
+    zero = poses.refine_rays(rays, jnp.zeros((len(rays.image_ids), 6)), world.ndc)  # no correction: as loaded
+    loaded, _ = ndc.rays_at(ndc.every_pixel())
+    assert np.allclose(zero.origins, loaded.origins, atol=1e-5) and np.allclose(zero.directions, loaded.directions, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------ train step

@@ -45,7 +45,7 @@ from nerfkit.data.common import (DEFAULT_SPLITS, IMAGE_SUFFIXES_ANY_CASE, INTRIN
                                  check_downscale, check_splits, find_image, frame_values, intrinsics_cameras,
                                  json_frames, json_number, json_pose, json_string, read_aabb, read_intrinsics,
                                  read_json, read_size, relative_name, report_missing, require)
-from nerfkit.data.images import area_downscale, read_rgba, read_rgba_fitting, run_in_order
+from nerfkit.data.images import pixel_array, read_pixels_fitting, run_in_order, shrink_pixels
 
 BLENDER_NEAR = 2.0
 BLENDER_FAR = 6.0
@@ -113,7 +113,7 @@ def _load_split(root: Path, split: str, downscale: int, max_workers: int | None)
     sizes = [read_size(fr.values, json_path) for fr in frames]
     first = None
     if sizes[0][0] is None or sizes[0][1] is None:
-        first = read_rgba(frames[0].image)
+        first = read_pixels_fitting(frames[0].image, lambda w, h: True)
     w0 = sizes[0][0] if sizes[0][0] is not None else first.shape[1]
     h0 = sizes[0][1] if sizes[0][1] is not None else first.shape[0]
     for i, (w, h) in enumerate(sizes):
@@ -127,19 +127,19 @@ def _load_split(root: Path, split: str, downscale: int, max_workers: int | None)
     intr = np.array([_intrinsics(fr, w0, h0, json_path, i) for i, fr in enumerate(frames)], np.float64)
     cams = intrinsics_cameras(np.stack([fr.c2w for fr in frames]), intr, w0, h0, downscale)
 
-    rgba = np.empty((n, h0 // downscale, w0 // downscale, 4), np.float32)
+    pixels = pixel_array(n, h0 // downscale, w0 // downscale, json_path)
 
     def load(i: int, img: np.ndarray | None = None) -> None:
         if img is None:  # stored pixels, EXIF-oriented only when that alone gives the size (images.py)
-            img = read_rgba_fitting(frames[i].image, lambda w, h: (w, h) == (w0, h0))
+            img = read_pixels_fitting(frames[i].image, lambda w, h: (w, h) == (w0, h0))
         if img.shape[:2] != (h0, w0):
             raise InputError(f"image size {img.shape[1]}x{img.shape[0]} differs from the expected {w0}x{h0} "
                              f"(from {size_origin})", frames[i].image)
-        rgba[i] = area_downscale(img, downscale)
+        pixels[i] = shrink_pixels(img, downscale)
 
     load(0, first)
     run_in_order(load, range(1, n), max_workers)
-    return SplitData(cameras=cams, rgba=rgba, names=tuple(fr.name for fr in frames))
+    return SplitData(cameras=cams, pixels=pixels, names=tuple(fr.name for fr in frames))
 
 
 def _scene_bounds(meta: dict, json_path: Path) -> tuple[float, float, np.ndarray]:
@@ -164,7 +164,7 @@ def load_blender(root: Path | str, downscale: int = 1, splits: Iterable[str] = D
         ``Scene.splits``; ``transforms_train.json`` must exist even when ``"train"`` is not requested.
       max_workers: threads for image decoding (``None``: ThreadPoolExecutor's default).
     Returns:
-      Scene with ``SplitData.rgba`` float32 [N, H // downscale, W // downscale, 4] premultiplied RGBA,
+      Scene with ``SplitData.pixels`` uint8 [N, H // downscale, W // downscale, 4] straight RGBA,
       cameras with float32 [N, 3, 4] c2w, ``names`` the image paths relative to ``root``; near/far/aabb from
       ``transforms_train.json`` (defaults 2, 6, [-1.5, 1.5]^3); ``source = str(root)``.
     Raises:

@@ -363,9 +363,9 @@ def make_demo_scene(width: int = 64, height: int = 64, n_train: int = 60, n_val:
     """The procedural demo scene (deterministic; ``seed`` only moves the cameras).
 
     Returns:
-      Scene with splits train/val/test (a split with 0 views is omitted), each ``rgba`` float32
-      [N, height, width, 4] premultiplied with a transparent background; near 2, far 6, aabb [-1, 1]^3
-      (all geometry lies inside it), ``source = "demo"``. Names are ``"{split}/r_{i}.png"``.
+      Scene with splits train/val/test (a split with 0 views is omitted), each rendered in float and held as
+      8-bit RGBA (:meth:`~nerfkit.types.SplitData.from_rgba`) with a transparent background; near 2, far 6,
+      aabb [-1, 1]^3 (all geometry lies inside it), ``source = "demo"``. Names are ``"{split}/r_{i}.png"``.
     """
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
@@ -376,8 +376,8 @@ def make_demo_scene(width: int = 64, height: int = 64, n_train: int = 60, n_val:
         if n == 0:
             continue
         cams = demo_cameras(split, n, width, height, seed)
-        splits[split] = SplitData(cameras=cams, rgba=render_views(cams),
-                                  names=tuple(f"{split}/r_{i}.png" for i in range(n)))
+        splits[split] = SplitData.from_rgba(cams, render_views(cams),
+                                            tuple(f"{split}/r_{i}.png" for i in range(n)))
     return Scene(splits=splits, near=DEMO_NEAR, far=DEMO_FAR, aabb=np.asarray(DEMO_AABB, np.float32), source="demo")
 
 
@@ -424,6 +424,6 @@ def write_blender(scene: Scene, out_dir: Path | str) -> None:
             frame = {"file_path": f"./{split}/r_{i}", "transform_matrix": _to_4x4(cams.c2w[i])}
             frame.update({k: float(v[i]) for k, v in varying.items()})
             frames.append(frame)
-            write_rgba_png(out_dir / split / f"r_{i}.png", data.rgba[i])
+            write_rgba_png(out_dir / split / f"r_{i}.png", data.image(i))
         meta["frames"] = frames
         (out_dir / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -1,7 +1,7 @@
 """Image reading, writing and area downscaling.
 
-Every image inside nerfkit is float32 ``[H, W, 4]`` *premultiplied* RGBA in ``[0, 1]`` (see
-:mod:`nerfkit.types`). Files on disk use straight (un-premultiplied) alpha, as PNG specifies, so this module
+Every image nerfkit computes with is float32 ``[H, W, 4]`` *premultiplied* RGBA in ``[0, 1]`` (see
+:mod:`nerfkit.types`; the loaders hold them as 8 bits, see below). Files on disk use straight (un-premultiplied) alpha, as PNG specifies, so this module
 converts at the boundary:
 
 * :func:`read_rgba` reads 8-bit or 16-bit PNG (grey, grey+alpha, RGB, RGBA, palette) or anything else
@@ -9,6 +9,10 @@ converts at the boundary:
 * :func:`write_rgba_png` writes premultiplied float32 RGBA as an 8-bit straight-alpha RGBA PNG.
 * :func:`area_downscale` averages ``factor x factor`` blocks; on premultiplied values this is the exact
   area (box) filter, including along object edges.
+* The loaders hold images as 8-bit straight RGBA (:attr:`nerfkit.types.SplitData.pixels`, 4 bytes a pixel):
+  :func:`read_pixels_fitting` reads a file into that form (an 8-bit file's own bytes), :func:`shrink_pixels`
+  area-downscales it (in premultiplied float, rounded back), :func:`pixel_array` allocates a split's array
+  after checking that the host has the memory.
 
 EXIF orientation (phone JPEGs). Every reader here returns the pixels *as stored*, ignoring the EXIF
 orientation tag, as COLMAP, Instant-NGP and nerfstudio do: poses and intrinsics from COLMAP belong to the stored
@@ -28,6 +32,8 @@ import imageio.v3 as iio
 import numpy as np
 
 from nerfkit.errors import InputError
+from nerfkit.memory import check_host
+from nerfkit.types import pixels_to_rgba, rgba_to_pixels
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -36,15 +42,6 @@ def premultiply(straight: np.ndarray) -> np.ndarray:
     """float32 [..., 4] straight-alpha RGBA -> premultiplied (``rgb * alpha``)."""
     straight = np.asarray(straight, np.float32)
     return np.concatenate([straight[..., :3] * straight[..., 3:], straight[..., 3:]], axis=-1)
-
-
-def unpremultiply(premult: np.ndarray) -> np.ndarray:
-    """float32 [..., 4] premultiplied RGBA -> straight alpha; colour is 0 where alpha is 0."""
-    premult = np.asarray(premult, np.float32)
-    alpha = premult[..., 3:]
-    safe = np.where(alpha > 0, alpha, 1.0)
-    rgb = np.where(alpha > 0, premult[..., :3] / safe, 0.0)
-    return np.concatenate([np.clip(rgb, 0.0, 1.0), alpha], axis=-1).astype(np.float32)
 
 
 def area_downscale(img: np.ndarray, factor: int) -> np.ndarray:
@@ -227,6 +224,70 @@ def read_rgba(path: Path | str) -> np.ndarray:
     return to_premultiplied_rgba(read_raw(Path(path)), path)
 
 
+def to_pixels(arr: np.ndarray, path: Path | str = "<array>") -> np.ndarray:
+    """Raw pixels ([H, W] or [H, W, C], C in 1..4) -> uint8 [H, W, 4] straight-alpha RGBA, what
+    :attr:`nerfkit.types.SplitData.pixels` holds: uint8 as stored, other integers rounded from their dtype's
+    range, floats from [0, 1]; grey replicated to RGB; alpha 255 where there is none.
+
+    >>> to_pixels(np.array([[0, 65535]], np.uint16)).tolist()
+    [[[0, 0, 0, 255], [255, 255, 255, 255]]]
+    """
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+        raise InputError(f"unsupported image shape {arr.shape} (expected grey, grey+alpha, RGB or RGBA)", path)
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.integer):
+            arr = np.round(arr.astype(np.float64) * (255.0 / np.iinfo(arr.dtype).max))
+        elif np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.bool_:
+            arr = np.round(np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0)
+        else:
+            raise InputError(f"unsupported pixel type {arr.dtype}", path)
+        arr = arr.astype(np.uint8)
+    h, w, c = arr.shape
+    out = np.empty((h, w, 4), np.uint8)
+    out[..., :3] = arr[..., :1] if c <= 2 else arr[..., :3]
+    out[..., 3] = arr[..., -1] if c in (2, 4) else 255
+    return out
+
+
+def read_pixels_fitting(path: Path | str, fits: Callable[[int, int], bool]) -> np.ndarray:
+    """uint8 [H, W, 4] straight-alpha RGBA of an image file (:func:`to_pixels`), turned as its EXIF
+    orientation says when only that ``fits`` (as :func:`read_rgba_fitting`). Raises ``InputError``."""
+    img = to_pixels(read_raw(Path(path)), path)
+    h, w = img.shape[:2]
+    if not fits(w, h) and fits(h, w):
+        orientation = exif_orientation(path)
+        if _swaps(orientation):
+            return apply_orientation(img, orientation)
+    return img
+
+
+def shrink_pixels(pixels: np.ndarray, factor: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [..., H, W, 4] straight RGBA area-downscaled by ``factor`` (:func:`area_downscale` on the
+    premultiplied values, rounded back to 8 bits), after multiplying the coverage by ``mask`` (float [H, W]
+    in [0, 1]) if given. ``factor`` 1 without a mask returns ``pixels`` itself.
+
+    >>> px = np.array([[[255, 0, 0, 255], [0, 0, 255, 0]]], np.uint8)  # red, then a transparent pixel
+    >>> shrink_pixels(np.concatenate([px, px]), 2).tolist()  # half covered, all red
+    [[[255, 0, 0, 128]]]
+    """
+    if factor == 1 and mask is None:
+        return pixels
+    rgba = pixels_to_rgba(pixels)
+    if mask is not None:
+        rgba *= np.asarray(mask, np.float32)[..., None]
+    return rgba_to_pixels(area_downscale(rgba, factor))
+
+
+def pixel_array(n: int, height: int, width: int, path: Path | str | None = None) -> np.ndarray:
+    """An empty uint8 [n, height, width, 4] for a split's images; ``InputError`` when the host has not the
+    memory for it (:func:`nerfkit.memory.check_host`)."""
+    check_host(n * height * width * 4, f"{n} images at {width}x{height}", path)
+    return np.empty((n, height, width, 4), np.uint8)
+
+
 EXIF_ORIENTATION = 0x0112   # the EXIF tag; 1 = as stored, 2-4 flips / 180 degrees, 5-8 swap width and height
 _ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
            5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
@@ -290,15 +351,9 @@ def read_rgba_fitting(path: Path | str, fits: Callable[[int, int], bool]) -> np.
     return img
 
 
-def to_uint8_straight(premult: np.ndarray) -> np.ndarray:
-    """float32 [..., 4] premultiplied RGBA -> uint8 [..., 4] straight alpha (rounded)."""
-    straight = unpremultiply(np.clip(np.asarray(premult, np.float32), 0.0, 1.0))
-    return np.round(straight * 255.0).astype(np.uint8)
-
-
 def write_rgba_png(path: Path | str, premult: np.ndarray) -> None:
     """Write float32 [H, W, 4] premultiplied RGBA as an 8-bit straight-alpha RGBA PNG."""
-    iio.imwrite(Path(path), to_uint8_straight(premult), extension=".png")
+    iio.imwrite(Path(path), rgba_to_pixels(premult), extension=".png")
 
 
 def run_in_order(fn, indices, max_workers: int | None = None) -> None:

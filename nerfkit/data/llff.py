@@ -55,7 +55,7 @@ from nerfkit.types import Cameras, Scene, SplitData
 from nerfkit.data.common import (DEFAULT_SPLITS, HOLDOUT, IMAGE_SUFFIXES, NormalisedScene, check_dataset_dir,
                                  check_downscale, holdout_split, is_360, list_images, normalising_transform,
                                  rotation_problem, split_names, transform_poses)
-from nerfkit.data.images import area_downscale, read_rgba_fitting, run_in_order
+from nerfkit.data.images import pixel_array, read_pixels_fitting, run_in_order, shrink_pixels
 
 POSES_BOUNDS = "poses_bounds.npy"
 BD_FACTOR = 0.75   # the closest bound becomes 1 / BD_FACTOR after rescaling
@@ -175,24 +175,24 @@ def _image_source(root: Path, downscale: int) -> tuple[Path, int]:
 
 
 def _read_images(files: list[Path], factor: int, aspect: float, max_workers: int | None) -> np.ndarray:
-    """float32 [N, H, W, 4] premultiplied, every image area-downscaled by ``factor``; sizes must agree. The
+    """uint8 [N, H, W, 4] straight RGBA (SplitData.pixels), every image area-downscaled by ``factor``; sizes must agree. The
     stored pixels, or the EXIF-oriented ones when only those have the poses' ``aspect`` (width / height)."""
     def fits(w: int, h: int) -> bool:
         return abs(w - aspect * h) <= max(1.0, 0.01 * w)
 
-    first = read_rgba_fitting(files[0], fits)
+    first = read_pixels_fitting(files[0], fits)
     h0, w0 = first.shape[:2]
     if h0 % factor or w0 % factor:
         raise InputError(f"image size {w0}x{h0} is not divisible by downscale {factor} (images_{factor}/ does "
                          "not exist, so images/ is area-downscaled)", files[0], "downscale")
-    out = np.empty((len(files), h0 // factor, w0 // factor, 4), np.float32)
+    out = pixel_array(len(files), h0 // factor, w0 // factor, files[0].parent)
 
     def load(i: int, img: np.ndarray | None = None) -> None:
-        img = read_rgba_fitting(files[i], fits) if img is None else img
+        img = read_pixels_fitting(files[i], fits) if img is None else img
         if img.shape[:2] != (h0, w0):
             raise InputError(f"image size {img.shape[1]}x{img.shape[0]} differs from {files[0].name}'s {w0}x{h0} "
                              "(all images must share one size)", files[i])
-        out[i] = area_downscale(img, factor)
+        out[i] = shrink_pixels(img, factor)
 
     load(0, first)
     del first
@@ -287,12 +287,12 @@ def _normalised_360(c2w: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np
     return transform_poses(m, c2w), m, max(float(bounds.min()) * scale, MIN_NEAR), float(bounds.max()) * scale
 
 
-def _split_data(root: Path, files: list[Path], wanted: dict[str, np.ndarray], rgba: np.ndarray,
+def _split_data(root: Path, files: list[Path], wanted: dict[str, np.ndarray], pixels: np.ndarray,
                 cams: Cameras) -> dict[str, SplitData]:
-    """Split name -> SplitData; ``rgba`` holds the images of ``wanted``'s splits one after the other."""
+    """Split name -> SplitData; ``pixels`` holds the images of ``wanted``'s splits one after the other."""
     out, start = {}, 0
     for split, idx in wanted.items():
-        out[split] = SplitData(cameras=cams.subset(idx), rgba=rgba[start:start + len(idx)],
+        out[split] = SplitData(cameras=cams.subset(idx), pixels=pixels[start:start + len(idx)],
                                names=tuple(files[i].relative_to(root).as_posix() for i in idx))
         start += len(idx)
     return out
@@ -309,8 +309,8 @@ def load_llff(root: Path | str, downscale: int = 1, splits: Iterable[str] = DEFA
       splits: which of ``train`` / ``test`` to return (LLFF has no ``val``; names without data are left out).
       max_workers: threads for image decoding (``None``: ThreadPoolExecutor's default).
     Returns:
-      Scene with ``train`` (``i % 8 != 0``) and ``test`` (``i % 8 == 0``) splits of float32 [N, H, W, 4]
-      premultiplied RGBA (alpha 1). Forward-facing: NDC cameras (``ndc_near = 1``), near 0, far 1, an NDC
+      Scene with ``train`` (``i % 8 != 0``) and ``test`` (``i % 8 == 0``) splits of uint8 [N, H, W, 4]
+      RGBA (``SplitData.pixels``, alpha 255). Forward-facing: NDC cameras (``ndc_near = 1``), near 0, far 1, an NDC
       box, ``depth_range`` the rescaled (min near, max far) bounds. 360-degree
       (:func:`~nerfkit.data.common.is_360`): a :class:`~nerfkit.data.common.NormalisedScene` of world-space
       cameras, near/far the normalised bounds, the box ``[-1.5, 1.5]^3``, ``depth_range`` None.
@@ -335,9 +335,9 @@ def load_llff(root: Path | str, downscale: int = 1, splits: Iterable[str] = DEFA
         c2w, bounds = _rescale_and_recenter(c2w, bounds)
     wanted = _holdout_splits(n, names, root)
     order = np.concatenate(list(wanted.values()))
-    rgba = _read_images([files[i] for i in order], factor, hwf[0, 1] / hwf[0, 0], max_workers)
-    all_cams = _cameras(c2w, hwf, rgba.shape[1:3], factor, pb_path, None if around else NDC_NEAR)
-    data = _split_data(root, files, wanted, rgba, all_cams)
+    pixels = _read_images([files[i] for i in order], factor, hwf[0, 1] / hwf[0, 0], max_workers)
+    all_cams = _cameras(c2w, hwf, pixels.shape[1:3], factor, pb_path, None if around else NDC_NEAR)
+    data = _split_data(root, files, wanted, pixels, all_cams)
     if around:
         box = np.array([[-BOX_HALF_360] * 3, [BOX_HALF_360] * 3], np.float32)
         return NormalisedScene(splits=data, near=near, far=far, aabb=box, source=str(root), file_to_scene=file_to_scene)

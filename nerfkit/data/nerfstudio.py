@@ -91,7 +91,7 @@ from nerfkit.data.common import (CAMERA_RADIUS, DEFAULT_SPLITS, HOLDOUT, IMAGE_S
                                  normalisation, normalising_transform, read_aabb, read_intrinsics, read_json,
                                  read_size, relative_name, report_missing, require, resize_cameras,
                                  transform_poses)
-from nerfkit.data.images import area_downscale, image_size_fitting, read_raw, read_rgba_fitting, run_in_order
+from nerfkit.data.images import image_size_fitting, pixel_array, read_pixels_fitting, read_raw, run_in_order, shrink_pixels
 
 TRANSFORMS = "transforms.json"
 DEFAULT_BOX_HALF = 1.5        # default scene box half-size, in normalised units
@@ -400,20 +400,19 @@ def _read_mask(path: Path, shape: tuple[int, int], full_shape: tuple[int, int]) 
 
 def _load_images(frames: list[_Frame], src: _Source, full_shape: tuple[int, int],
                  max_workers: int | None) -> np.ndarray:
-    """float32 [N, H', W', 4] premultiplied, masked, cropped to multiples of ``src.factor`` and downscaled; the
+    """uint8 [N, H', W', 4] straight RGBA (SplitData.pixels), masked, cropped to multiples of ``src.factor`` and downscaled; the
     stored pixels, or the EXIF-oriented ones when only those have the expected size."""
     f, height, width = src.factor, src.height, src.width
     hc, wc = height - height % f, width - width % f
-    out = np.empty((len(frames), hc // f, wc // f, 4), np.float32)
+    out = pixel_array(len(frames), hc // f, wc // f, src.files[0].parent if src.files else None)
 
     def load(i: int) -> None:
-        img = read_rgba_fitting(src.files[i], src.fits)
+        img = read_pixels_fitting(src.files[i], src.fits)
         if img.shape[:2] != (height, width):
             raise InputError(f"image size {img.shape[1]}x{img.shape[0]} differs from the expected {width}x{height} "
                              "(w/h in the JSON, or the first frame's image)", src.files[i])
-        if frames[i].mask is not None:
-            img *= _read_mask(frames[i].mask, (height, width), full_shape)[..., None]
-        out[i] = area_downscale(img[:hc, :wc], f)
+        mask = None if frames[i].mask is None else _read_mask(frames[i].mask, (height, width), full_shape)[:hc, :wc]
+        out[i] = shrink_pixels(img[:hc, :wc], f, mask)
 
     run_in_order(load, range(len(frames)), max_workers)
     return out
@@ -433,8 +432,9 @@ def _load_split(frames: list[_Frame], idx: list[int], c2w: np.ndarray, intr: np.
     """The frames ``idx`` (indices into the sorted frames) as one split: cameras and images from ``src``."""
     sub = [frames[i] for i in idx]
     cams = src.cameras(c2w[idx], intr[idx], width, height)
-    rgba = _load_images(sub, dataclasses.replace(src, files=[src.files[i] for i in idx]), (height, width), max_workers)
-    return SplitData(cameras=cams, rgba=rgba, names=tuple(fr.name for fr in sub))
+    pixels = _load_images(sub, dataclasses.replace(src, files=[src.files[i] for i in idx]), (height, width),
+                          max_workers)
+    return SplitData(cameras=cams, pixels=pixels, names=tuple(fr.name for fr in sub))
 
 
 def load_nerfstudio(path: Path | str, downscale: int = 1, splits: Iterable[str] = DEFAULT_SPLITS,
@@ -450,8 +450,8 @@ def load_nerfstudio(path: Path | str, downscale: int = 1, splits: Iterable[str] 
       max_workers: threads for image decoding (``None``: ThreadPoolExecutor's default).
     Returns:
       :class:`~nerfkit.data.common.NormalisedScene` in normalised coordinates (see the module docstring):
-      ``SplitData.rgba``
-      float32 [N, H // downscale, W // downscale, 4] (or the ``images_N/`` size) premultiplied (masks applied),
+      ``SplitData.pixels``
+      uint8 [N, H // downscale, W // downscale, 4] (or the ``images_N/`` size) straight RGBA (masks applied),
       cameras with per-frame
       intrinsics and OpenCV distortion (None when every coefficient is 0), ``names`` the image paths relative
       to the directory; ``file_to_scene`` the normalising similarity; ``source = str(directory)``.

@@ -77,7 +77,7 @@ def make_unbounded_scene(width: int = 48, height: int = 48, n_train: int = 48, n
     splits = {}
     for split, n, seed in (("train", n_train, 0), ("test", n_test, 2)):
         cams = unbounded_cameras(n, width, height, seed)
-        splits[split] = SplitData(cameras=cams, rgba=render_views(cams),
-                                  names=tuple(f"{split}/r_{i}.png" for i in range(n)))
+        splits[split] = SplitData.from_rgba(cams, render_views(cams),
+                                            tuple(f"{split}/r_{i}.png" for i in range(n)))
     box = np.asarray([[-2.0] * 3, [2.0] * 3], np.float32) * CAMERA_RADIUS
     return Scene(splits=splits, near=NEAR, far=FAR, aabb=box, source="unbounded-demo")
