@@ -52,7 +52,7 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
     mesh = parallel.make_mesh(cfg.train.devices)
     parallel.check_batch(cfg.train.batch_rays, mesh, "--train.batch-rays")
     parallel.check_batch(cfg.train.render_chunk, mesh, "--train.render-chunk")
-    scene = runs.load_scene(cfg.data)
+    scene = load_fit_scene(cfg)
     print(check_memory(scene, cfg.train.multiscale, mesh), file=sys.stderr)  # refuses before the run is written
     if jax.process_index() == 0:  # several processes (--train.distributed): the first writes the run's files
         write_run_files(cfg, scene)
@@ -70,6 +70,18 @@ def fit(cfg: FitConfig, start_time: float | None = None) -> dict:
     finally:
         if loop.live is not None:
             loop.live.close()
+
+
+def load_fit_scene(cfg: FitConfig) -> Scene:
+    """The training split and the validation split with their images; the other held-out split by its cameras
+    alone where the format allows (for ``scene.json``: ``render --path test`` and ``export cameras`` need
+    them), since a fit never renders it. Start-up: lego's 200 test images are not decoded."""
+    val = cfg.train.val_split
+    other = "test" if val == "val" else "val"
+    scene = runs.load_scene(cfg.data, splits=("train", val), cameras_only=(other,))
+    if val not in scene.splits and other in scene.cameras_only:  # no validation split: validate on the other
+        scene = runs.load_scene(cfg.data, splits=("train", val, other))
+    return scene
 
 
 def check_run_dir(cfg: FitConfig) -> None:

@@ -23,8 +23,9 @@ from nerfkit.samplers import Sampler
 from nerfkit.types import Bounds, Cameras, Scene
 
 
-def load_scene(data: DataConfig, splits=("train", "val", "test")) -> Scene:
-    """The scene a data config names: a dataset directory, or the built-in demo scene when ``data`` is None."""
+def load_scene(data: DataConfig, splits=("train", "val", "test"), cameras_only=()) -> Scene:
+    """The scene a data config names: a dataset directory, or the built-in demo scene when ``data`` is None.
+    ``cameras_only``: further splits wanted for their cameras alone (see :func:`nerfkit.data.load_scene`)."""
     from nerfkit.data import load_scene as load_path
     from nerfkit.data.demo import make_demo_scene
 
@@ -33,7 +34,7 @@ def load_scene(data: DataConfig, splits=("train", "val", "test")) -> Scene:
     if data.data is None:
         scene = make_demo_scene()
         return downscale_scene(scene, data.downscale) if data.downscale != 1 else scene
-    return load_path(Path(data.data), downscale=data.downscale, splits=splits)
+    return load_path(Path(data.data), downscale=data.downscale, splits=splits, cameras_only=cameras_only)
 
 
 def downscale_scene(scene: Scene, factor: int) -> Scene:
@@ -69,12 +70,13 @@ def _cams_from_json(d: dict) -> Cameras:
 
 
 def save_scene_meta(scene: Scene, cfg: FitConfig, path: Path) -> None:
+    known = {**scene.cameras_only, **{name: (s.cameras, s.names) for name, s in scene.splits.items()}}
     meta = {
         "source": scene.source, "near": scene.near, "far": scene.far, "aabb": np.asarray(scene.aabb).tolist(),
         "background": cfg.data.background,
         "depth_range": None if scene.depth_range is None else [float(x) for x in scene.depth_range],
-        "cameras": {name: _cams_to_json(s.cameras) for name, s in scene.splits.items()},
-        "names": {name: list(s.names) for name, s in scene.splits.items()},
+        "cameras": {name: _cams_to_json(cams) for name, (cams, _) in known.items()},
+        "names": {name: list(names) for name, (_, names) in known.items()},
         "frames": {k: m.tolist() for k, m in frames.scene_frames(scene).items()},
     }
     path.write_text(json.dumps(meta) + "\n")

@@ -160,6 +160,8 @@ class Scene:
       depth_range: forward-facing scenes only: (closest, farthest) scene depth in world units, after the
         loader's rescaling (LLFF: the min and max of ``poses_bounds.npy``'s bounds times the scale factor).
         :func:`nerfkit.camera_paths.spiral_path` needs it to place the spiral's focus. None otherwise.
+      cameras_only: splits known by their cameras and image names only, their images not decoded (a loader
+        asked for them so, e.g. ``fit``'s test split): name -> (cameras, names). Empty by default.
     """
 
     splits: dict[str, SplitData]
@@ -168,6 +170,7 @@ class Scene:
     aabb: np.ndarray
     source: str
     depth_range: tuple[float, float] | None = None
+    cameras_only: dict[str, tuple[Cameras, tuple[str, ...]]] = dataclasses.field(default_factory=dict)
 
 
 @flax.struct.dataclass

@@ -129,6 +129,33 @@ def test_round_trip_general_intrinsics(tiny_scene, tmp_path):
         np.testing.assert_allclose(getattr(got, f), getattr(cams, f), rtol=1e-5)
 
 
+def test_cameras_only_splits_are_not_decoded(tiny_dir, tiny_scene):
+    """``cameras_only``: the split's cameras and names without its images (what ``fit`` asks for its test split):
+    images cut after their header (which gives the size) are never decoded (a decode would refuse them)."""
+    full = load_blender(tiny_dir)
+    for f in (tiny_dir / "test").glob("*.png"):
+        data = f.read_bytes()
+        f.write_bytes(data[:data.index(b"IDAT") + 8])  # the header chunks (the size) and no pixel data
+    scene = load_blender(tiny_dir, splits=("train", "val"), cameras_only=("test",))
+    assert set(scene.splits) == {"train", "val"} and set(scene.cameras_only) == {"test"}
+    cams, names = scene.cameras_only["test"]
+    assert names == full.splits["test"].names
+    np.testing.assert_array_equal(cams.c2w, full.splits["test"].cameras.c2w)
+    np.testing.assert_array_equal(cams.fx, full.splits["test"].cameras.fx)
+    with pytest.raises(InputError):
+        load_blender(tiny_dir)  # the images really are unreadable
+
+
+def test_fit_records_the_cameras_of_the_split_it_does_not_load(tiny_run, tiny_blender_dir):
+    """scene.json of a fit holds every split's cameras (``render --path test``, ``export cameras``), the test
+    split's read without decoding its images."""
+    meta = json.loads((tiny_run / "scene.json").read_text())
+    test = load_blender(tiny_blender_dir, splits=("test",)).splits["test"]
+    assert set(meta["cameras"]) == {"train", "val", "test"}
+    assert meta["names"]["test"] == list(test.names)
+    np.testing.assert_allclose(meta["cameras"]["test"]["c2w"], test.cameras.c2w, atol=1e-6)
+
+
 def test_missing_val_test_allowed(tiny_dir):
     (tiny_dir / "transforms_val.json").unlink()
     (tiny_dir / "transforms_test.json").unlink()

@@ -27,7 +27,7 @@ from typing import Iterable, NoReturn
 from nerfkit.errors import InputError
 from nerfkit.types import Scene
 from nerfkit.data.blender import is_blender_dir, load_blender
-from nerfkit.data.common import DEFAULT_SPLITS, is_360
+from nerfkit.data.common import DEFAULT_SPLITS, is_360, split_names
 from nerfkit.data.demo import make_demo_scene, write_blender
 from nerfkit.data.llff import POSES_BOUNDS, is_llff_dir, load_llff, read_poses_bounds
 from nerfkit.data.nerfstudio import TRANSFORMS, is_nerfstudio_dir, load_nerfstudio, read_poses
@@ -35,7 +35,8 @@ from nerfkit.data.nerfstudio import TRANSFORMS, is_nerfstudio_dir, load_nerfstud
 __all__ = ["capture_kind", "load_scene", "load_blender", "load_llff", "load_nerfstudio", "make_demo_scene", "write_blender"]
 
 
-def load_scene(path: Path | str, downscale: int = 1, splits: Iterable[str] = DEFAULT_SPLITS) -> Scene:
+def load_scene(path: Path | str, downscale: int = 1, splits: Iterable[str] = DEFAULT_SPLITS,
+               cameras_only: Iterable[str] = ()) -> Scene:
     """Load the dataset at ``path``, dispatching on its format.
 
     Args:
@@ -44,12 +45,16 @@ def load_scene(path: Path | str, downscale: int = 1, splits: Iterable[str] = DEF
       downscale: positive integer image downscale factor (area filter; intrinsics follow). LLFF reads
         ``images_<downscale>/`` instead when it exists.
       splits: which splits to load; missing optional splits are left out of ``Scene.splits``.
+      cameras_only: further splits wanted for their cameras and image names alone. The Blender layout reads
+        them without decoding their images (``Scene.cameras_only``); the other formats, whose splits are
+        subsets of one list of photos, load them in full (into ``Scene.splits``).
     Raises:
       InputError: if the path does not exist, its format is not recognised, or the data is invalid.
     """
     p = _dataset_dir(path)
     if is_blender_dir(p):
-        return load_blender(p, downscale=downscale, splits=splits)
+        return load_blender(p, downscale=downscale, splits=splits, cameras_only=cameras_only)
+    splits = split_names((*split_names(splits, p), *split_names(cameras_only, p)), p)
     if is_nerfstudio_dir(p):
         return load_nerfstudio(p, downscale=downscale, splits=splits)
     if is_llff_dir(p):

@@ -44,8 +44,8 @@ from nerfkit.types import Scene, SplitData
 from nerfkit.data.common import (DEFAULT_SPLITS, IMAGE_SUFFIXES_ANY_CASE, INTRINSICS_ORDER, check_dataset_dir,
                                  check_downscale, check_splits, find_image, frame_values, intrinsics_cameras,
                                  json_frames, json_number, json_pose, json_string, read_aabb, read_intrinsics,
-                                 read_json, read_size, relative_name, report_missing, require)
-from nerfkit.data.images import pixel_array, read_pixels_fitting, run_in_order, shrink_pixels
+                                 read_json, read_size, relative_name, report_missing, require, split_names)
+from nerfkit.data.images import image_size_fitting, pixel_array, read_pixels_fitting, run_in_order, shrink_pixels
 
 BLENDER_NEAR = 2.0
 BLENDER_FAR = 6.0
@@ -102,20 +102,40 @@ def _intrinsics(frame: _Frame, width: int, height: int, json_path: Path, index: 
 
 def _load_split(root: Path, split: str, downscale: int, max_workers: int | None) -> SplitData | None:
     """Load one split, or None if its transforms file does not exist."""
+    got = _split_cameras(root, split, downscale)
+    if got is None:
+        return None
+    json_path, frames, cams, (w0, h0), size_origin = got
+    pixels = pixel_array(len(frames), h0 // downscale, w0 // downscale, json_path)
+
+    def load(i: int) -> None:  # stored pixels, EXIF-oriented only when that alone gives the size (images.py)
+        img = read_pixels_fitting(frames[i].image, lambda w, h: (w, h) == (w0, h0))
+        if img.shape[:2] != (h0, w0):
+            raise InputError(f"image size {img.shape[1]}x{img.shape[0]} differs from the expected {w0}x{h0} "
+                             f"(from {size_origin})", frames[i].image)
+        pixels[i] = shrink_pixels(img, downscale)
+
+    run_in_order(load, range(len(frames)), max_workers)
+    return SplitData(cameras=cams, pixels=pixels, names=tuple(fr.name for fr in frames))
+
+
+def _split_cameras(root: Path, split: str, downscale: int):
+    """(transforms path, frames, cameras, full-resolution (width, height), where the size came from) of one
+    split; None if its transforms file does not exist. Decodes no image (a size the transforms file does not
+    give comes from the first image's header)."""
     json_path = transforms_path(root, split)
     if not json_path.is_file():
         return None
     meta = read_json(json_path)
     frames = _parse_frames(root, meta, json_path)
-    n = len(frames)
 
     # The image size: from w/h where given, else the split's first image. All frames share one size.
     sizes = [read_size(fr.values, json_path) for fr in frames]
-    first = None
+    stored = None
     if sizes[0][0] is None or sizes[0][1] is None:
-        first = read_pixels_fitting(frames[0].image, lambda w, h: True)
-    w0 = sizes[0][0] if sizes[0][0] is not None else first.shape[1]
-    h0 = sizes[0][1] if sizes[0][1] is not None else first.shape[0]
+        stored = image_size_fitting(frames[0].image, lambda w, h: True)
+    w0 = sizes[0][0] if sizes[0][0] is not None else stored[0]
+    h0 = sizes[0][1] if sizes[0][1] is not None else stored[1]
     for i, (w, h) in enumerate(sizes):
         if (w is not None and w != w0) or (h is not None and h != h0):
             raise InputError(f"frame size {w or w0}x{h or h0} differs from the split's {w0}x{h0} "
@@ -126,20 +146,7 @@ def _load_split(root: Path, split: str, downscale: int, max_workers: int | None)
 
     intr = np.array([_intrinsics(fr, w0, h0, json_path, i) for i, fr in enumerate(frames)], np.float64)
     cams = intrinsics_cameras(np.stack([fr.c2w for fr in frames]), intr, w0, h0, downscale)
-
-    pixels = pixel_array(n, h0 // downscale, w0 // downscale, json_path)
-
-    def load(i: int, img: np.ndarray | None = None) -> None:
-        if img is None:  # stored pixels, EXIF-oriented only when that alone gives the size (images.py)
-            img = read_pixels_fitting(frames[i].image, lambda w, h: (w, h) == (w0, h0))
-        if img.shape[:2] != (h0, w0):
-            raise InputError(f"image size {img.shape[1]}x{img.shape[0]} differs from the expected {w0}x{h0} "
-                             f"(from {size_origin})", frames[i].image)
-        pixels[i] = shrink_pixels(img, downscale)
-
-    load(0, first)
-    run_in_order(load, range(1, n), max_workers)
-    return SplitData(cameras=cams, pixels=pixels, names=tuple(fr.name for fr in frames))
+    return json_path, frames, cams, (w0, h0), size_origin
 
 
 def _scene_bounds(meta: dict, json_path: Path) -> tuple[float, float, np.ndarray]:
@@ -152,7 +159,7 @@ def _scene_bounds(meta: dict, json_path: Path) -> tuple[float, float, np.ndarray
     aabb = read_aabb(meta["aabb"], json_path) if "aabb" in meta else np.asarray(BLENDER_AABB, np.float64)
     return near, far, aabb.astype(np.float32)
 def load_blender(root: Path | str, downscale: int = 1, splits: Iterable[str] = DEFAULT_SPLITS,
-                 max_workers: int | None = None) -> Scene:
+                 max_workers: int | None = None, cameras_only: Iterable[str] = ()) -> Scene:
     """Load a scene in the Blender layout.
 
     Args:
@@ -163,6 +170,8 @@ def load_blender(root: Path | str, downscale: int = 1, splits: Iterable[str] = D
       splits: split names to load. A requested split whose transforms file is missing is simply absent from
         ``Scene.splits``; ``transforms_train.json`` must exist even when ``"train"`` is not requested.
       max_workers: threads for image decoding (``None``: ThreadPoolExecutor's default).
+      cameras_only: further splits whose cameras and image names are read without decoding their images
+        (``Scene.cameras_only``; what ``fit`` does with the split it never renders).
     Returns:
       Scene with ``SplitData.pixels`` uint8 [N, H // downscale, W // downscale, 4] straight RGBA,
       cameras with float32 [N, 3, 4] c2w, ``names`` the image paths relative to ``root``; near/far/aabb from
@@ -185,4 +194,9 @@ def load_blender(root: Path | str, downscale: int = 1, splits: Iterable[str] = D
             loaded[split] = data
     if not loaded:
         raise InputError(f"none of the requested splits {list(names)} exist", root, "splits")
-    return Scene(splits=loaded, near=float(near), far=float(far), aabb=aabb, source=str(root))
+    known = {}
+    for split in split_names(cameras_only, root):
+        got = None if split in loaded else _split_cameras(root, split, ds)
+        if got is not None:
+            known[split] = (got[2], tuple(fr.name for fr in got[1]))
+    return Scene(splits=loaded, near=float(near), far=float(far), aabb=aabb, source=str(root), cameras_only=known)
