@@ -85,12 +85,17 @@ def _in_calls(fn, params, n: int, per_call: int, make):
     return np.concatenate(outs)[:n]
 
 
-def default_box(run: runs.Run) -> np.ndarray:
-    """float64 [2, 3]: the box to mesh, in the data frame: the scene box, or the inner region
-    ``[-r, r]^3`` (``r = contraction_radius``) of a contracted field, mapped back from the scene frame."""
+def scene_box(run: runs.Run) -> np.ndarray:
+    """float64 [2, 3]: the region a run's geometry is exported from, in the scene frame: the scene box, or the
+    inner region ``[-r, r]^3`` (``r = contraction_radius``) of a contracted field."""
     cfg = run.cfg.model
     box = np.array([[-1.0] * 3, [1.0] * 3]) * cfg.contraction_radius if cfg.contraction else run.meta.aabb
-    return box_through(np.linalg.inv(run.meta.file_to_scene), np.asarray(box, np.float64))
+    return np.asarray(box, np.float64)
+
+
+def default_box(run: runs.Run) -> np.ndarray:
+    """float64 [2, 3]: the box to mesh, in the data frame: :func:`scene_box` mapped back from the scene frame."""
+    return box_through(np.linalg.inv(run.meta.file_to_scene), scene_box(run))
 
 
 def grid_axes(box: np.ndarray, resolution: int) -> list[np.ndarray]:
@@ -349,11 +354,9 @@ def view_points(run: runs.Run, depth: str = "surface", threshold: float = 2.5, m
 
 
 def search_step(run: runs.Run) -> float:
-    """The surface search's sample spacing (scene units): the longest side of the box :func:`default_box` meshes,
-    over ``SURFACE_RESOLUTION``."""
-    cfg = run.cfg.model
-    side = 2.0 * cfg.contraction_radius if cfg.contraction else float(np.max(np.diff(run.meta.aabb, axis=0)))
-    return side / SURFACE_RESOLUTION
+    """The surface search's sample spacing (scene units): the longest side of :func:`scene_box` over
+    ``SURFACE_RESOLUTION``."""
+    return float(np.max(np.diff(scene_box(run), axis=0))) / SURFACE_RESOLUTION
 
 
 def export_pointcloud(run_dir, out, num_points: int = 1_000_000, depth: str = "surface", threshold: float = 2.5,

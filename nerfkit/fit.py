@@ -175,11 +175,9 @@ class Clock:
     def progress(self, now: float) -> float:
         """How much of the budget's training window has passed, in [0, 1]: the window runs from the first step
         to the deadline less the reserve, so the learning-rate decay spans the steps, not the start-up before
-        them. 0 without a time budget."""
-        if math.isinf(self.deadline):
+        them. 0 without a time budget, or before the first step."""
+        if math.isinf(self.deadline) or self.first_step is None:
             return 0.0
-        if self.first_step is None:
-            self.first_step = now
         window = self.deadline - self.reserve - self.first_step
         return min(max((now - self.first_step) / window, 0.0), 1.0) if window > 0 else 1.0
 
@@ -382,6 +380,8 @@ class FitLoop:
         """Dispatch one train step (refreshing the sampler's state first when it is due); then wait for the
         step ``QUEUED_STEPS`` behind it, so the host knows the device's pace."""
         tcfg, s = self.cfg.train, self.state
+        if self.clock.first_step is None:
+            self.clock.first_step = time.time()
         lr = learning_rate(tcfg, s.step, max(s.step / tcfg.steps, self.clock.progress(time.time())))
         if self.sampler.update_due(s.step):
             s.sampler_state = self.update_sampler(s.params, s.sampler_state, jax.random.fold_in(self.sampler_key, s.step))

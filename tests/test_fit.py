@@ -351,8 +351,8 @@ def test_learning_rate_decay_spans_the_training_window_not_the_start_up():
     before the first step (imports, data, compilation) must not use up the high learning rates."""
     from nerfkit.fit import Clock
 
-    clock = Clock(start=0.0, deadline=60.0, reserve=2.0)
-    assert clock.progress(10.0) == 0.0  # the first step is dispatched 10 s after the command started
+    clock = Clock(start=0.0, deadline=60.0, reserve=2.0, first_step=10.0)  # 10 s of start-up
+    assert clock.progress(10.0) == 0.0
     assert clock.progress(34.0) == pytest.approx(0.5)  # (34 - 10) / (60 - 2 - 10)
     assert clock.progress(59.0) == 1.0
     assert Clock(start=0.0, deadline=float("inf")).progress(5.0) == 0.0
