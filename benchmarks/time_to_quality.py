@@ -56,8 +56,11 @@ def first_step_seconds(run: Path) -> float:
     raise RuntimeError(f"no training step logged in {run}")
 
 
+FIT_FLAGS: list[str] = []  # --fit-flags: extra `nerfkit fit` flags (a sweep of preset fields), else none
+
+
 def fit_args(preset: str, data: Path, run: Path) -> list[str]:
-    return ["fit", preset, "--data", str(data), "--downscale", "4", "--out", str(run)]
+    return ["fit", preset, "--data", str(data), "--downscale", "4", "--out", str(run), *FIT_FLAGS]
 
 
 def budget_run(preset: str, data: Path, budget: float, run: Path, views: int) -> dict:
@@ -147,7 +150,9 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=LEGO)
     ap.add_argument("--no-startup", action="store_true", help="skip the cold/warm start-up measurement")
     ap.add_argument("--name", default="time_to_quality_cpu")
+    ap.add_argument("--fit-flags", default="", help="extra flags for every fit, e.g. '--train.batch-rays 256'")
     args = ap.parse_args()
+    FIT_FLAGS[:] = args.fit_flags.split()
     if not (args.data / "transforms_train.json").exists():
         print(f"skipped: no lego data at {args.data}")
         return 0
@@ -169,7 +174,8 @@ def main() -> int:
             results[preset] = res
     png = ROOT / "benchmarks" / "results" / f"{args.name}.png"
     plot(png, results)
-    path = write_result(args.name, {"views": args.views, "thresholds": list(THRESHOLDS), "presets": results},
+    path = write_result(args.name, {"views": args.views, "thresholds": list(THRESHOLDS), "fit_flags": FIT_FLAGS,
+                                    "presets": results},
                         env=env)
     print(json.dumps({p: r["summary"] for p, r in results.items()}, indent=2))
     print(f"-> {path}\n-> {png}")

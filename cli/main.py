@@ -10,6 +10,7 @@ import time
 _START = time.time()  # the time budget of `fit` counts from here: start-up is part of what a user waits for
 
 import dataclasses  # noqa: E402
+import gc  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -540,7 +541,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    # Interpreter shutdown would otherwise collect every object JAX and Flax made, about 0.5 s on a CPU:
+    # frozen objects are left for the process's exit to free.
+    gc.freeze()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

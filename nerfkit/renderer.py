@@ -17,7 +17,7 @@ import numpy as np
 from flax import nnx
 
 from nerfkit import cameras as cam
-from nerfkit import parallel
+from nerfkit import compile_cache, parallel
 from nerfkit.mip import pixel_radius
 from nerfkit.samplers import Sampler
 from nerfkit.types import Cameras, Rays
@@ -65,7 +65,10 @@ def _chunk_fn(graphdef, sampler: Sampler, background, mesh, slots_per_ray: int) 
         local = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), batch, batch, batch, P()),
                               out_specs=batch,
                               check_vma=False)
-    return jax.jit(local)
+        return jax.jit(local)
+    # One device: a second process loads the compiled program from the cache directory (no tracing).
+    key = compile_cache.describe("render chunk", graphdef, sampler, np.asarray(background), slots_per_ray)
+    return compile_cache.Persisted(jax.jit(local), key)
 
 
 def make_render_fn(graphdef, sampler: Sampler, background, *, mesh=None, slots_per_ray: int | None = None) -> RenderFn:

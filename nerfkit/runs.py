@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from nerfkit import frames, samplers
@@ -146,7 +147,7 @@ def load_run(run_dir: Path) -> Run:
     meta = SceneMeta(run_dir / "scene.json")
     graphdef, params = abstract_model(cfg.model, meta.aabb, num_images=len(meta.cameras["train"]))
     sampler = samplers.build(cfg.model, meta.bounds, cfg.train)
-    template = sampler.init_state()
+    template = jax.eval_shape(sampler.init_state)  # the structure to restore into; nothing computed
     with Checkpointer(run_dir, create=False) as ck:
         if ck.latest_step() is None:
             raise InputError("no checkpoint in checkpoints/: the fit never saved one", path=run_dir)

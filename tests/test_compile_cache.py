@@ -1,5 +1,6 @@
 """The persistent compilation cache (issue 15): where it goes, how it is turned off, and that it never serves
-a stale program (a changed config field or jaxlib version compiles afresh; an identical rerun adds nothing)."""
+a stale program (a changed config field or jaxlib version compiles afresh; an identical rerun adds nothing),
+for JAX's cache and for the renderer's compiled programs kept whole (:class:`compile_cache.Persisted`)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ OPTIONS = ("jax_enable_compilation_cache", "jax_compilation_cache_dir", "jax_per
 def restore_jax_cache():
     """Put JAX's cache options (conftest's session cache) back after a test that moves them."""
     saved = {name: getattr(jax.config, name) for name in OPTIONS}
+    active = compile_cache._active
     yield
     for name, value in saved.items():
         jax.config.update(name, value)
+    compile_cache._active = active
     jax_cache.reset_cache()
 
 
@@ -90,3 +93,65 @@ def test_cache_is_never_stale(tmp_path, restore_jax_cache, monkeypatch):
     jax.clear_caches()
     run()
     assert _entries(path) > after_field
+
+
+def _programs(path: Path) -> set[str]:
+    return {p.name for p in (path / "programs").glob("*.pjrt")}
+
+
+def test_render_programs_kept_whole_are_never_stale(tiny_run, tmp_path, restore_jax_cache, monkeypatch):
+    from jax.experimental import serialize_executable
+
+    from nerfkit import cameras, model, renderer, runs
+
+    run = runs.load_run(tiny_run)
+    rays = cameras.image_rays(run.meta.cameras["train"], 0, np)
+    o, d = rays.origins.reshape(-1, 3)[:64], rays.directions.reshape(-1, 3)[:64]
+    loads = []
+    load = serialize_executable.deserialize_and_load
+    monkeypatch.setattr(serialize_executable, "deserialize_and_load", lambda *a: loads.append(1) or load(*a))
+
+    def render(graphdef=run.graphdef):  # a new renderer each time: only the disk remembers programs
+        fn = renderer.make_render_fn(graphdef, run.sampler, (1.0, 1.0, 1.0))
+        return renderer.render_rays_chunked(fn, run.params, run.sampler_state, o, d, chunk=32)
+
+    compile_cache._active = None
+    reference = render()  # the cache off: the plain jitted program
+    assert not loads
+    cache = tmp_path / "cc"
+    monkeypatch.setattr(compile_cache, "_active", cache)
+    first = render()
+    kept = _programs(cache)
+    assert len(kept) == 1 and not loads
+    again = render()
+    assert loads == [1] and _programs(cache) == kept  # read back, not compiled again
+    for out in (first, again):
+        for k in reference:
+            np.testing.assert_array_equal(out[k], reference[k])
+    # A config field that changes the program but no shape (so the parameters still fit): a new program.
+    cfg = dataclasses.replace(run.cfg.model, coarse=dataclasses.replace(run.cfg.model.coarse, density_bias=-3.0))
+    changed, _ = model.abstract_model(cfg, run.meta.aabb, num_images=len(run.meta.cameras["train"]))
+    biased = render(changed)
+    assert len(_programs(cache)) == 2 and len(loads) == 1
+    assert not np.allclose(biased["opacity"], first["opacity"])
+    # Another JAX version (or nerfkit source, device, XLA flags) never reads this one's programs.
+    monkeypatch.setattr(compile_cache, "_environment", lambda: "jax 99")
+    render()
+    assert len(_programs(cache)) == 3 and len(loads) == 1
+    # A damaged file is compiled again and replaced.
+    monkeypatch.undo()
+    monkeypatch.setattr(compile_cache, "_active", cache)
+    for name in kept:
+        (cache / "programs" / name).write_bytes(b"not a program")
+    np.testing.assert_array_equal(render()["rgb"], reference["rgb"])
+    assert (cache / "programs" / next(iter(kept))).stat().st_size > 1000
+
+
+def test_source_digest_follows_every_edit(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    before = compile_cache.source_digest(tmp_path)
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    edited = compile_cache.source_digest(tmp_path)
+    (tmp_path / "pkg" / "b.py").write_text("")
+    assert len({before, edited, compile_cache.source_digest(tmp_path)}) == 3
