@@ -54,6 +54,7 @@ def one_repeat(tmp: Path, steps: int, frames: int) -> dict:
     for name in ("render_cold", "render_warm"):
         res[name] = {"seconds": nerfkit([*render, "--out", str(tmp / name)], str(tmp / "c2"))}
     res["cache_entries"] = {c: len(list((tmp / c).glob("*-cache"))) for c in ("c1", "c2")}
+    res["programs_kept_whole"] = {c: len(list((tmp / c).glob("programs/*.pjrt"))) for c in ("c1", "c2")}
     return res
 
 

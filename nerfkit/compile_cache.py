@@ -19,6 +19,7 @@ description that could hide state (an object or closure printed by address) is n
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -162,11 +163,29 @@ class Persisted:
         except Exception:  # noqa: BLE001 - not there yet, damaged or unreadable: compile it (again)
             pass
         try:
-            compiled = flat.lower(*(jax.ShapeDtypeStruct(s, d) for s, d in avals)).compile()
+            lowered = flat.lower(*(jax.ShapeDtypeStruct(s, d) for s, d in avals))
+            with _jax_cache_off():  # an executable JAX's cache gave back serialises broken on XLA:CPU
+                compiled = lowered.compile()
             _write_atomic(path, pickle.dumps(serialize_executable.serialize(compiled)))
             return compiled
         except Exception:  # noqa: BLE001 - not serialisable (or the disk is full): the plain jitted program
             return flat
+
+
+@contextlib.contextmanager
+def _jax_cache_off():
+    """JAX's persistent cache neither read nor written inside (JAX reads its switch once: reset on both sides)."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache as jax_cache
+
+    was = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    jax_cache.reset_cache()
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", was)
+        jax_cache.reset_cache()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -64,27 +65,37 @@ def resized(cams: Cameras, width: int | None, height: int | None) -> Cameras:
                                width=w, height=h)
 
 
-def render_frames(run: runs.Run, cams: Cameras, chunk: int, png_dir: Path | None = None) -> dict[str, list]:
-    """Every frame of ``cams`` as 8-bit ``rgb``, ``depth`` (colour-mapped) and ``opacity`` images, with one line
-    of progress on stderr (:class:`nerfkit.progress.Progress`)."""
+KINDS = ("rgb", "depth", "opacity")
+
+
+def iter_frames(run: runs.Run, cams: Cameras, chunk: int) -> Iterator[dict[str, np.ndarray]]:
+    """Every frame of ``cams`` as 8-bit ``rgb``, ``depth`` (colour-mapped) and ``opacity`` images [H, W, 3],
+    one at a time, with one line of progress on stderr (:class:`nerfkit.progress.Progress`)."""
     meta = run.meta
     mesh = parallel.render_mesh(chunk)
     params, state = parallel.replicate((run.params, run.sampler_state), mesh)
-    bg = background_rgb(meta.background)
-    fn = renderer.make_render_fn(run.graphdef, run.sampler, bg, mesh=mesh)
-    frames = {"rgb": [], "depth": [], "opacity": []}
+    fn = renderer.make_render_fn(run.graphdef, run.sampler, background_rgb(meta.background), mesh=mesh)
     bar = progress.Progress(len(cams), f"rendering {cams.width}x{cams.height}", unit="frame")
     for i in range(len(cams)):
         o = renderer.render_view(fn, params, state, cams, i, chunk)
-        frames["rgb"].append(visualize.to_uint8(o["rgb"]))
-        frames["depth"].append(visualize.to_uint8(visualize.depth_to_rgb(o["depth"], o["opacity"], meta.near, meta.far)))
-        frames["opacity"].append(visualize.to_uint8(np.repeat(o["opacity"][..., None], 3, axis=-1)))
-        if png_dir is not None:
-            png_dir.mkdir(parents=True, exist_ok=True)
-            visualize.write_png(png_dir / f"{i:04d}.png", frames["rgb"][-1])
+        yield {"rgb": visualize.to_uint8(o["rgb"]),
+               "depth": visualize.to_uint8(visualize.depth_to_rgb(o["depth"], o["opacity"], meta.near, meta.far)),
+               "opacity": visualize.to_uint8(np.repeat(o["opacity"][..., None], 3, axis=-1))}
         bar.update()
     bar.close()
-    return frames
+
+
+def write_videos(run: runs.Run, cams: Cameras, chunk: int, videos: dict[str, Path], fps: float,
+                 png_dir: Path | None = None) -> None:
+    """Render every frame of ``cams`` (:func:`iter_frames`) into ``videos`` (``{kind: file.mp4}`` for some of
+    :data:`KINDS`, encoded as the frames come: :class:`nerfkit.visualize.VideoStreams`) and, with
+    ``png_dir``, into ``png_dir/0000.png``... (RGB). Memory holds a few frames whatever the path's length."""
+    with visualize.VideoStreams(videos, fps) as streams:
+        for i, frame in enumerate(iter_frames(run, cams, chunk)):
+            streams.put(frame)
+            if png_dir is not None:
+                png_dir.mkdir(parents=True, exist_ok=True)
+                visualize.write_png(png_dir / f"{i:04d}.png", frame["rgb"])
 
 
 def render_path(run_dir, path: str = "auto", frames: int = 120, fps: float | None = None, width: int | None = None,
@@ -104,15 +115,11 @@ def render_path(run_dir, path: str = "auto", frames: int = 120, fps: float | Non
     devices.announce()
     out = Path(run_dir) / "render" if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    videos = {kind: out / f"{name}_{kind}.mp4" for kind in KINDS} if video else {}
     t0 = time.time()
-    images = render_frames(run, cams, chunk or run.cfg.train.render_chunk, out / "frames" if pngs else None)
+    write_videos(run, cams, chunk or run.cfg.train.render_chunk, videos, fps, out / "frames" if pngs else None)
     seconds = time.time() - t0
-    written = []
-    if video:
-        for kind, frames_ in images.items():
-            f = out / f"{name}_{kind}.mp4"
-            visualize.write_video(f, frames_, fps=fps)
-            written.append(str(f))
+    written = [str(f) for f in videos.values()]
     used = camera_path_file.from_cameras(cams, np.linalg.inv(run.meta.path_to_scene), fps,
                                          cp.settings if cp is not None else None)
     written.append(str(camera_path_file.write(out / f"{name}_camera_path.json", used)))

@@ -8,7 +8,7 @@ rendered again at the full ``max side`` resolution, in blocks, abandoned as soon
 The panel chooses rgb, depth or opacity; shows the training cameras as frustums with thumbnails of their
 images; adds keyframes from the current view, previews the path through them (a spline in the scene and a
 slider that flies the camera along it), saves it as nerfstudio's ``camera_path.json``
-(:mod:`nerfkit.keyframes`) and renders it to videos (:func:`nerfkit.video.render_frames`).
+(:mod:`nerfkit.keyframes`) and renders it to videos (:func:`nerfkit.video.write_videos`).
 
 Cameras: viser's are OpenCV-style (x right, y down, looking down +z); nerfkit's OpenGL-style; the two differ
 by a half turn about the camera's x axis (:func:`viser_to_c2w`, :func:`c2w_to_viser`).
@@ -437,13 +437,9 @@ def render_camera_path(run: runs.Run, path: dict, out: Path, name: str) -> list[
     from nerfkit import video
 
     cams = path_cameras(path, run.meta.cameras["train"])
-    frames = video.render_frames(run, cams, min(run.cfg.train.render_chunk, CHUNK))
-    out.mkdir(parents=True, exist_ok=True)
-    files = []
-    for kind, images in frames.items():
-        files.append(str(out / f"{name}_{kind}.mp4"))
-        visualize.write_video(files[-1], images, fps=float(path["fps"]))
-    return files
+    videos = {kind: out / f"{name}_{kind}.mp4" for kind in video.KINDS}
+    video.write_videos(run, cams, min(run.cfg.train.render_chunk, CHUNK), videos, fps=float(path["fps"]))
+    return [str(f) for f in videos.values()]
 
 
 def add_training_cameras(server, cams: Cameras, images, scale: float, max_cameras: int = 200) -> list:

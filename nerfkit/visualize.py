@@ -7,6 +7,8 @@ no global backend switch), so this works headless and never disturbs a caller's 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -210,6 +212,74 @@ def write_video(path, frames: Iterable, fps: float = 30, quality: float = 8) -> 
         if tmp.exists():
             tmp.unlink()
     return size[0] + size[0] % 2, size[1] + size[1] % 2
+
+
+_END, _ABORT = object(), object()
+
+
+class VideoStreams:
+    """Several videos written at once as their frames come (:func:`write_video` for each, in its own
+    thread, from a queue of at most ``depth`` frames): ffmpeg encodes while the next frame renders, and
+    memory holds a few frames however long the videos are.
+
+    ``with VideoStreams({"rgb": a.mp4, "depth": b.mp4}, fps) as videos: videos.put({"rgb": f, "depth": g})``.
+    Leaving the block normally finishes every file (an error of a writer is raised then, or at the next
+    ``put``); leaving it with an exception discards them (no partial video is left behind).
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> with VideoStreams({"a": d / "a.mp4", "b": d / "b.mp4"}, fps=10) as videos:
+    ...     for _ in range(3):
+    ...         videos.put({"a": np.zeros((8, 8, 3), np.uint8), "b": np.ones((8, 8, 3), np.uint8)})
+    >>> sorted(p.name for p in d.iterdir())
+    ['a.mp4', 'b.mp4']
+    """
+
+    def __init__(self, paths: Mapping[str, Path], fps: float, depth: int = 4):
+        self._queues = {k: queue.Queue(maxsize=depth) for k in paths}
+        self._errors: list[BaseException] = []
+        self._threads = [threading.Thread(target=self._write, args=(Path(p), self._queues[k], fps), daemon=True)
+                         for k, p in paths.items()]
+        self._warnings = warnings.catch_warnings()
+
+    def __enter__(self) -> "VideoStreams":
+        # ffmpeg is started by fork+exec done in C (safe); write_video silences JAX's fork warning with
+        # catch_warnings, which threads may restore out of order: this outer one puts the filters back.
+        self._warnings.__enter__()
+        for t in self._threads:
+            t.start()
+        return self
+
+    def put(self, frames: Mapping[str, np.ndarray]) -> None:
+        """Queue one frame of each video (waits while a writer is ``depth`` frames behind)."""
+        if self._errors:
+            raise self._errors[0]
+        for k, q in self._queues.items():
+            q.put(frames[k])
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        for q in self._queues.values():
+            q.put(_END if exc_type is None else _ABORT)
+        for t in self._threads:
+            t.join()
+        self._warnings.__exit__(exc_type, exc, tb)
+        if exc_type is None and self._errors:
+            raise self._errors[0]
+
+    def _write(self, path: Path, q: queue.Queue, fps: float) -> None:
+        def frames():
+            while (f := q.get()) is not _END:
+                if f is _ABORT:
+                    raise InterruptedError("the render stopped")  # write_video removes its temporary file
+                yield f
+
+        try:
+            write_video(path, frames(), fps=fps)
+        except BaseException as e:  # noqa: BLE001 - reported to the producer; keep draining so it never blocks
+            self._errors.append(e)
+            if not isinstance(e, InterruptedError):
+                while (f := q.get()) is not _END and f is not _ABORT:
+                    pass
 
 
 def write_png(path, img) -> None:

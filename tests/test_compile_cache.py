@@ -138,6 +138,13 @@ def test_render_programs_kept_whole_are_never_stale(tiny_run, tmp_path, restore_
     monkeypatch.setattr(compile_cache, "_environment", lambda: "jax 99")
     render()
     assert len(_programs(cache)) == 3 and len(loads) == 1
+    # Another cache directory compiles afresh, and what it keeps runs: XLA:CPU serialises an executable that
+    # JAX's own cache gave back without its code ("Function ... not found" when the next process runs it).
+    other = tmp_path / "other"
+    monkeypatch.setattr(compile_cache, "_active", other)
+    render()
+    np.testing.assert_array_equal(render()["rgb"], reference["rgb"])
+    assert len(_programs(other)) == 1 and len(loads) == 2
     # A damaged file is compiled again and replaced.
     monkeypatch.undo()
     monkeypatch.setattr(compile_cache, "_active", cache)

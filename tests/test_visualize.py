@@ -88,3 +88,25 @@ def test_video_errors_leave_nothing(tmp_path):
     with pytest.raises(ValueError):
         visualize.write_video(tmp_path / "empty.mp4", [])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_video_streams_finish_discard_and_report(tmp_path):
+    frame = {"a": np.zeros((8, 8, 3), np.uint8), "b": np.full((8, 8, 3), 255, np.uint8)}
+    done = tmp_path / "done"
+    with visualize.VideoStreams({k: done / f"{k}.mp4" for k in frame}, fps=10, depth=1) as videos:
+        for _ in range(6):  # more frames than the queue holds: the writers keep up
+            videos.put(frame)
+    assert sorted(p.name for p in done.iterdir()) == ["a.mp4", "b.mp4"]
+    stopped = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        with visualize.VideoStreams({k: stopped / f"{k}.mp4" for k in frame}, fps=10) as videos:
+            videos.put(frame)
+            raise KeyboardInterrupt
+    assert not stopped.exists() or not list(stopped.iterdir())  # no video and no temporary file
+    bad = tmp_path / "bad"
+    with pytest.raises(ValueError, match="the first was"):  # a writer's error reaches the caller
+        with visualize.VideoStreams({"a": bad / "a.mp4"}, fps=10) as videos:
+            videos.put({"a": frame["a"]})
+            for _ in range(8):
+                videos.put({"a": np.zeros((4, 4, 3), np.uint8)})
+    assert not list(bad.iterdir())
