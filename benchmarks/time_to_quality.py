@@ -3,6 +3,8 @@
     python benchmarks/time_to_quality.py                                   # hash-fast and cpu-fast, 30..600 s
     python benchmarks/time_to_quality.py --presets hash-fast --budgets 60 120 600 --repeats 3 \\
         --name time_to_quality_hash-fast_acceptance                        # the issue's medians of three
+    python benchmarks/time_to_quality.py --combine A.json B.json --name time_to_quality_cpu  # one curve of
+                                                                           # several result files' runs
 
 For every preset, budget and repeat: a fresh run directory, then exactly what a user types,
 ``nerfkit fit PRESET --data LEGO --downscale 4 --time-budget B`` and ``nerfkit evaluate RUN --max-views 25``
@@ -124,9 +126,9 @@ def plot(path: Path, results: dict) -> None:
         line, = ax.plot(s["budgets"], s["median_psnr"], "o-", label=f"{preset} (median)")
         ax.scatter([r["budget"] for r in res["runs"]], [r["psnr"] for r in res["runs"]], s=10, alpha=0.5,
                    color=line.get_color())
-    for t in THRESHOLDS:
+    for t in THRESHOLDS:  # labelled at the left edge (x in axes coordinates, y in dB)
         ax.axhline(t, color="grey", lw=0.7, ls="--")
-        ax.text(ax.get_xlim()[0], t + 0.2, f"{t:g} dB", color="grey", fontsize=8)
+        ax.text(0.01, t + 0.2, f"{t:g} dB", color="grey", fontsize=8, transform=ax.get_yaxis_transform())
     ax.set_xscale("log")
     ticks = sorted({b for res in results.values() for b in res["summary"]["budgets"]})
     ax.set_xticks(ticks, [f"{b:g}" for b in ticks])
@@ -135,10 +137,31 @@ def plot(path: Path, results: dict) -> None:
     ax.set_ylabel("PSNR on the first 25 test views (dB)")
     ax.set_title("lego 100x100 on this CPU: quality for a time budget")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def combine(files: list[Path], name: str) -> int:
+    """One result (JSON and plot) of the runs of several result files, per preset: nothing is run. The
+    start-up figures are the last file's that has them; every source file is recorded."""
+    results: dict = {}
+    for f in files:
+        for preset, res in json.loads(Path(f).read_text())["figures"]["presets"].items():
+            into = results.setdefault(preset, {"runs": []})
+            into["runs"] += [{**r, "source": Path(f).name} for r in res["runs"]]
+            if "startup" in res:
+                into["startup"] = res["startup"]
+    for res in results.values():
+        res["summary"] = summarise(res["runs"])
+    png = ROOT / "benchmarks" / "results" / f"{name}.png"
+    plot(png, results)
+    path = write_result(name, {"views": 25, "thresholds": list(THRESHOLDS), "combined_from": [Path(f).name for f in files],
+                               "presets": results})
+    print(json.dumps({p: r["summary"] for p, r in results.items()}, indent=2))
+    print(f"-> {path}\n-> {png}")
+    return 0
 
 
 def main() -> int:
@@ -151,7 +174,10 @@ def main() -> int:
     ap.add_argument("--no-startup", action="store_true", help="skip the cold/warm start-up measurement")
     ap.add_argument("--name", default="time_to_quality_cpu")
     ap.add_argument("--fit-flags", default="", help="extra flags for every fit, e.g. '--train.batch-rays 256'")
+    ap.add_argument("--combine", nargs="+", type=Path, help="merge these result files' runs (run nothing)")
     args = ap.parse_args()
+    if args.combine:
+        return combine(args.combine, args.name)
     FIT_FLAGS[:] = args.fit_flags.split()
     if not (args.data / "transforms_train.json").exists():
         print(f"skipped: no lego data at {args.data}")
