@@ -35,7 +35,7 @@ OFF = ("", "off", "0", "false", "none")
 # Programs that compile faster than this are not written (JAX's default is 1 s, which leaves out most of a
 # small fit's programs; below ~0.05 s reading the entry costs about what compiling does).
 MIN_COMPILE_SECONDS = 0.05
-_active: Path | None = None  # the directory :func:`enable` set up (None: off); where traced programs persist
+_active: Path | None = None  # the directory :func:`enable` set up (None: off); where Persisted programs go
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> Path | None:
@@ -115,7 +115,8 @@ def _environment() -> str:
     import jaxlib
 
     device = jax.devices()[0]
-    return repr((source_digest(Path(__file__).resolve().parent), jax.__version__, jaxlib.__version__, flax.__version__, np.__version__,
+    return repr((source_digest(Path(__file__).resolve().parent), jax.__version__, jaxlib.__version__,
+                 flax.__version__, np.__version__,
                  device.platform, device.device_kind, getattr(device.client, "platform_version", None),
                  jax.device_count(), os.environ.get("XLA_FLAGS"), jax.config.jax_enable_x64,
                  jax.config.jax_default_matmul_precision))
@@ -191,5 +192,8 @@ def _jax_cache_off():
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:  # a failed write (a full disk) leaves nothing behind
+        tmp.unlink(missing_ok=True)

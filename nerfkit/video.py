@@ -93,8 +93,7 @@ def write_videos(run: runs.Run, cams: Cameras, chunk: int, videos: dict[str, Pat
     with visualize.VideoStreams(videos, fps) as streams:
         for i, frame in enumerate(iter_frames(run, cams, chunk)):
             streams.put(frame)
-            if png_dir is not None:
-                png_dir.mkdir(parents=True, exist_ok=True)
+            if png_dir is not None:  # write_png makes the directory
                 visualize.write_png(png_dir / f"{i:04d}.png", frame["rgb"])
 
 
