@@ -10,9 +10,10 @@ A cached program is never stale: JAX keys every entry by a hash of the program i
 config change that changes what is computed changes the key), the jaxlib version, the backend and its
 version, the XLA flags, the compile options and the devices.
 
-The renderer's programs also skip tracing on a second run (:class:`Persisted`): their compiled program
-(under ``programs/`` in the cache directory) is keyed by a description of everything the traced function
-closes over (the model's structure and static fields, the sampler, the background), the argument shapes, a
+The renderer's programs and fit's train step and occupancy-grid update also skip tracing on a second run
+(:class:`Persisted`): their compiled program (under ``programs/`` in the cache directory) is keyed by a
+description of everything the traced function closes over (the model's structure and static fields, the
+sampler, the background; for the train step the optimiser's settings, batch size and seed), the argument shapes, a
 hash of nerfkit's source, the versions of JAX, jaxlib, Flax and NumPy, the device and ``XLA_FLAGS``. A
 description that could hide state (an object or closure printed by address) is not persisted at all.
 """
@@ -129,12 +130,14 @@ class Persisted:
     processes load it (about 0.1 s, against 0.6 s to trace, lower and fetch from JAX's cache on a CPU).
 
     ``key`` (from :func:`describe`) must tell apart everything ``fn`` closes over; None, more than one device,
-    or the cache turned off (:func:`enable`) calls ``fn`` itself. A program that cannot be serialised or read
+    or the cache turned off (:func:`enable`) calls ``fn`` itself. ``donate_argnums``: the arguments whose
+    buffers the program may reuse for its outputs, as ``jax.jit`` takes them (``fn``, called itself when
+    nothing is persisted, should donate the same). A program that cannot be serialised or read
     back is compiled as usual. Outputs are those of ``fn``, computed by the same program. The files are
     pickles, trusted as the user's own cache directory is."""
 
-    def __init__(self, fn: Callable, key: str | None):
-        self.fn, self.key = fn, key
+    def __init__(self, fn: Callable, key: str | None, donate_argnums: tuple[int, ...] = ()):
+        self.fn, self.key, self.donate_argnums = fn, key, tuple(donate_argnums)
         self._calls: dict = {}
 
     def __call__(self, *args):
@@ -143,28 +146,30 @@ class Persisted:
         if self.key is None or _active is None or jax.device_count() != 1:
             return self.fn(*args)
         leaves, tree = jax.tree.flatten(args)
-        avals = tuple((tuple(np.shape(x)), np.dtype(getattr(x, "dtype", None) or np.asarray(x).dtype).name)
-                      for x in leaves)
+        avals = tuple((a.shape, a.dtype, a.weak_type) for a in map(jax.typeof, leaves))
         call = self._calls.get((tree, avals))
         if call is None:
-            call = self._calls[(tree, avals)] = self._program(tree, avals)
+            counts = [len(jax.tree.leaves(a)) for a in args]
+            starts = np.cumsum([0, *counts])
+            donate = tuple(j for i in self.donate_argnums for j in range(starts[i], starts[i + 1]))
+            call = self._calls[(tree, avals)] = self._program(tree, avals, donate)
         return call(*leaves)
 
-    def _program(self, tree, avals) -> Callable:
+    def _program(self, tree, avals, donate: tuple[int, ...]) -> Callable:
         import pickle
 
         import jax
         from jax.experimental import serialize_executable
 
-        flat = jax.jit(lambda *leaves: self.fn(*jax.tree.unflatten(tree, leaves)))
-        digest = hashlib.sha256(repr((self.key, str(tree), avals, _environment())).encode()).hexdigest()
+        flat = jax.jit(lambda *leaves: self.fn(*jax.tree.unflatten(tree, leaves)), donate_argnums=donate)
+        digest = hashlib.sha256(repr((self.key, str(tree), avals, donate, _environment())).encode()).hexdigest()
         path = _active / "programs" / f"{digest}.pjrt"
         try:
             return serialize_executable.deserialize_and_load(*pickle.loads(path.read_bytes()))
         except Exception:  # noqa: BLE001 - not there yet, damaged or unreadable: compile it (again)
             pass
         try:
-            lowered = flat.lower(*(jax.ShapeDtypeStruct(s, d) for s, d in avals))
+            lowered = flat.lower(*(jax.ShapeDtypeStruct(s, d, weak_type=w) for s, d, w in avals))
             with _jax_cache_off():  # an executable JAX's cache gave back serialises broken on XLA:CPU
                 compiled = lowered.compile()
             _write_atomic(path, pickle.dumps(serialize_executable.serialize(compiled)))

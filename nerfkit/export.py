@@ -259,8 +259,8 @@ def opaque_pixels(run: runs.Run, min_opacity: float = 0.9, max_views: int | None
     views = np.arange(len(cams)) if max_views is None else np.unique(np.linspace(0, len(cams) - 1, max_views).round().astype(int))
     fn = renderer.make_render_fn(run.graphdef, run.sampler, background_rgb(run.meta.background))
     parts = []
-    for v in views:
-        o = renderer.render_view(fn, run.params, run.sampler_state, cams, int(v), chunk or run.cfg.train.render_chunk)
+    chunk = chunk or run.cfg.train.render_chunk
+    for v, o in zip(views, renderer.render_views(fn, run.params, run.sampler_state, cams, views, chunk)):
         rays, keep = image_rays(cams, int(v)), o["opacity"] > min_opacity
         parts.append((rays.origins[keep], rays.directions[keep], o["depth"][keep], o["rgb"][keep]))
     return {k: np.concatenate([p[i] for p in parts]).astype(np.float32)

@@ -34,8 +34,8 @@ from nerfkit import devices, flags, memory, parallel, renderer, runs, samplers
 from nerfkit.checkpoint import Checkpointer, from_train_state, train_state
 from nerfkit.config import FitConfig, save_config
 from nerfkit.errors import InputError
-from nerfkit.model import build_model
-from nerfkit.train_step import TrainData, learning_rate, make_optimizer, make_sampler_update, make_train_step
+from nerfkit.train_step import (TrainData, initial_state, learning_rate, make_optimizer, make_sampler_update,
+                                make_train_step, optimizer_settings)
 from nerfkit.types import Bounds, Scene, background_rgb
 
 QUEUED_STEPS = 2  # training steps dispatched ahead of the one the host last waited for
@@ -146,10 +146,9 @@ def validate(fn: renderer.RenderFn, state: FitState, scene: Scene, cfg: FitConfi
     if split is None or n_views <= 0:
         return None, []
     bg = background_rgb(cfg.data.background)
-    pairs = []
-    for i in range(min(n_views, len(split))):
-        pred = renderer.render_view(fn, state.params, state.sampler_state, split.cameras, i, cfg.train.render_chunk)
-        pairs.append((pred["rgb"], split.composite(bg, i)))
+    views = range(min(n_views, len(split)))
+    preds = renderer.render_views(fn, state.params, state.sampler_state, split.cameras, views, cfg.train.render_chunk)
+    pairs = [(pred["rgb"], split.composite(bg, i)) for i, pred in zip(views, preds)]
     return float(np.mean([metrics_lib.image_metrics(p, g)["psnr"] for p, g in pairs])), pairs
 
 
@@ -292,10 +291,10 @@ class FitLoop:
     def __init__(self, cfg: FitConfig, scene: Scene, mesh, start_time: float):
         self.cfg, self.scene, self.mesh, self.out = cfg, scene, mesh, Path(cfg.out)
         tcfg = cfg.train
-        self.graphdef, params = build_model(cfg.model, tcfg.seed, scene.aabb, num_images=len(scene.splits["train"]))
         self.sampler = samplers.build(cfg.model, Bounds.of(scene.near, scene.far, scene.aabb), tcfg)
+        self.graphdef, *state = initial_state(cfg.model, tcfg, self.sampler, scene.aabb, len(scene.splits["train"]))
+        self.state = FitState(0, *state)
         tx = make_optimizer(tcfg, cfg.model.pose_refine)
-        self.state = FitState(0, params, tx.init(params), self.sampler.init_state())
         self.checkpointer = Checkpointer(self.out, keep=tcfg.keep_checkpoints)
         if cfg.resume and self.checkpointer.latest_step() is not None:
             self.resume()
@@ -303,7 +302,8 @@ class FitLoop:
         s.params, s.opt_state, s.sampler_state = parallel.replicate((s.params, s.opt_state, s.sampler_state), mesh)
         self.data = TrainData.from_scene(scene, tcfg.multiscale, cfg.model.pose_refine, mesh)
         self.train_step = make_train_step(self.graphdef, tx, self.sampler, batch_rays=tcfg.batch_rays,
-                                          background=cfg.data.background, seed=tcfg.seed, mesh=mesh)
+                                          background=cfg.data.background, seed=tcfg.seed, mesh=mesh,
+                                          tx_key=optimizer_settings(tcfg, cfg.model.pose_refine))
         self.update_sampler = make_sampler_update(self.graphdef, self.sampler, mesh)
         self.render_fn = renderer.make_render_fn(self.graphdef, self.sampler, background_rgb(cfg.data.background),
                                                  mesh=mesh)

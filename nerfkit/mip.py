@@ -10,6 +10,8 @@ gives the area-averaged colour instead of aliasing.
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 
 
@@ -91,4 +93,4 @@ def pixel_radius(fx):
     >>> round(float(pixel_radius(100.0)), 6)  # 0.57735 / 100
     0.005774
     """
-    return 2.0 / jnp.sqrt(12.0) / fx
+    return 2.0 / math.sqrt(12.0) / fx  # plain Python on a float: no device computation for one number

@@ -131,8 +131,13 @@ def build_model(cfg: ModelConfig, seed: int, aabb=DEFAULT_AABB, num_images: int 
     one small compiled program per initialiser: about 3x faster cold, and one entry of the persistent
     compilation cache (:mod:`nerfkit.compile_cache`) warm."""
     graphdef, _ = abstract_model(cfg, aabb, num_images)
-    params = jax.jit(lambda: nnx.split(_new_model(cfg, seed, aabb, num_images), nnx.Param)[1])()
-    return graphdef, params
+    return graphdef, jax.jit(lambda: init_params(cfg, seed, aabb, num_images))()
+
+
+def init_params(cfg: ModelConfig, seed: int, aabb=DEFAULT_AABB, num_images: int = 0):
+    """The parameters of a new model (as :func:`build_model` gives them); traceable, to be called inside a
+    jitted program."""
+    return nnx.split(_new_model(cfg, seed, aabb, num_images), nnx.Param)[1]
 
 
 def abstract_model(cfg: ModelConfig, aabb=DEFAULT_AABB, num_images: int = 0):

@@ -9,6 +9,7 @@ sampler it has.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Callable
 
 import jax
@@ -89,6 +90,50 @@ def make_render_fn(graphdef, sampler: Sampler, background, *, mesh=None, slots_p
                     _chunk_fn(graphdef, fallback, background, mesh, fallback.slots_per_ray))
 
 
+@dataclasses.dataclass
+class Pending:
+    """Rays whose chunks are dispatched (computing on the device) but not fetched: :func:`collect` them."""
+
+    fn: RenderFn
+    call: Callable  # (chunk fn, ray indices, chunk size) -> the chunk's outputs, on the device
+    outs: list
+    batch: tuple
+    chunk: int
+
+
+def dispatch_rays(fn: RenderFn, params, state, origins: np.ndarray, directions: np.ndarray, chunk: int,
+                  radii: np.ndarray | None = None, appearance=None) -> Pending:
+    """Start rendering rays of any batch shape [..., 3], chunk by chunk, without waiting for any chunk
+    (arguments as :func:`render_rays_chunked`); :func:`collect` waits and returns the images."""
+    batch = origins.shape[:-1]
+    o = np.asarray(origins, np.float32).reshape(-1, 3)
+    d = np.asarray(directions, np.float32).reshape(-1, 3)
+    r = np.zeros(o.shape[0], np.float32) if radii is None else np.broadcast_to(np.asarray(radii, np.float32), batch).reshape(-1)
+
+    def call(f, idx, size):
+        return f(params, state, *_pad(size, o[idx], d[idx], r[idx]), appearance)
+
+    outs = [call(fn.main, slice(i, i + chunk), chunk) for i in range(0, o.shape[0], chunk)]
+    return Pending(fn, call, outs, batch, chunk)
+
+
+def collect(pending: Pending) -> dict:
+    """Wait for :func:`dispatch_rays`' chunks; NumPy arrays of the rays' batch shape. Rays flagged in
+    ``ray_ok`` (their samples did not fit the chunk's budget) are rendered again by the fallback."""
+    n = int(np.prod(pending.batch))
+    outs = jax.device_get(pending.outs)
+    res = {k: np.concatenate([x[k] for x in outs])[:n] for k in outs[0]}
+    if "ray_ok" in res:  # redo the rays whose samples did not fit in the chunk's budget
+        redo = np.flatnonzero(~res.pop("ray_ok"))
+        small = max(pending.chunk // 8, 256)
+        for i in range(0, len(redo), small):
+            idx = redo[i : i + small]
+            redone = jax.device_get(pending.call(pending.fn.fallback, idx, small))
+            for k in res:
+                res[k][idx] = redone[k][: len(idx)]
+    return {k: v.reshape(*pending.batch, *v.shape[1:]) for k, v in res.items()}
+
+
 def render_rays_chunked(fn: RenderFn, params, state, origins: np.ndarray, directions: np.ndarray, chunk: int,
                         radii: np.ndarray | None = None, appearance=None) -> dict:
     """Render rays of any batch shape [..., 3] chunk by chunk; returns NumPy arrays of that batch shape.
@@ -96,27 +141,7 @@ def render_rays_chunked(fn: RenderFn, params, state, origins: np.ndarray, direct
     ``state``: the sampler's state; ``radii`` [...]: pixel cone radii (mip-NeRF models), or None; ``appearance``
     float32 [A]: one appearance code for every ray, or None (the model's render-time code); or [K, A]: K codes
     (``rgb`` [..., K, 3])."""
-    batch = origins.shape[:-1]
-    o = np.asarray(origins, np.float32).reshape(-1, 3)
-    d = np.asarray(directions, np.float32).reshape(-1, 3)
-    r = np.zeros(o.shape[0], np.float32) if radii is None else np.broadcast_to(np.asarray(radii, np.float32), batch).reshape(-1)
-    n = o.shape[0]
-
-    def call(f, idx, size):
-        return f(params, state, *_pad(size, o[idx], d[idx], r[idx]), appearance)
-
-    outs = [call(fn.main, slice(i, i + chunk), chunk) for i in range(0, n, chunk)]
-    outs = jax.device_get(outs)  # every chunk was dispatched before this first wait
-    res = {k: np.concatenate([x[k] for x in outs])[:n] for k in outs[0]}
-    if "ray_ok" in res:  # redo the rays whose samples did not fit in the chunk's budget
-        redo = np.flatnonzero(~res.pop("ray_ok"))
-        small = max(chunk // 8, 256)
-        for i in range(0, len(redo), small):
-            idx = redo[i : i + small]
-            redone = jax.device_get(call(fn.fallback, idx, small))
-            for k in res:
-                res[k][idx] = redone[k][: len(idx)]
-    return {k: v.reshape(*batch, *v.shape[1:]) for k, v in res.items()}
+    return collect(dispatch_rays(fn, params, state, origins, directions, chunk, radii, appearance))
 
 
 def _pad(size: int, *arrays: np.ndarray):
@@ -127,10 +152,26 @@ def _pad(size: int, *arrays: np.ndarray):
     return tuple(arrays)
 
 
+def dispatch_view(fn: RenderFn, params, state, cams: Cameras, index: int, chunk: int, appearance=None) -> Pending:
+    """Start rendering view ``index`` of ``cams`` (:func:`dispatch_rays`); :func:`collect` gives its images."""
+    rays = cam.image_rays(cams, index, np)
+    radii = np.full(rays.origins.shape[:-1], float(pixel_radius(float(cams.fx[index]))), np.float32)
+    return dispatch_rays(fn, params, state, rays.origins, rays.directions, chunk, radii=radii, appearance=appearance)
+
+
 def render_view(fn: RenderFn, params, state, cams: Cameras, index: int, chunk: int, appearance=None) -> dict:
     """Render view ``index`` of ``cams``: ``rgb`` [H, W, 3], ``depth`` [H, W], ``opacity`` [H, W]
     (``appearance``: as :func:`render_rays_chunked` takes it; K codes give ``rgb`` [H, W, K, 3])."""
-    rays = cam.image_rays(cams, index, np)
-    radii = np.full(rays.origins.shape[:-1], float(pixel_radius(float(cams.fx[index]))), np.float32)
-    return render_rays_chunked(fn, params, state, rays.origins, rays.directions, chunk, radii=radii,
-                               appearance=appearance)
+    return collect(dispatch_view(fn, params, state, cams, index, chunk, appearance))
+
+
+def render_views(fn: RenderFn, params, state, cams: Cameras, indices, chunk: int) -> Iterator[dict]:
+    """:func:`render_view` of each of ``indices`` in turn, the next view dispatched before this one is
+    yielded: the device renders it while the caller handles this one (colour maps, encoding, files)."""
+    indices = [int(i) for i in indices]
+    pending = dispatch_view(fn, params, state, cams, indices[0], chunk) if indices else None
+    for k in range(len(indices)):
+        out = collect(pending)
+        if k + 1 < len(indices):
+            pending = dispatch_view(fn, params, state, cams, indices[k + 1], chunk)
+        yield out

@@ -18,9 +18,11 @@ import optax
 from flax import nnx
 
 from nerfkit import cameras as cam
+from nerfkit import compile_cache
+from nerfkit import model as model_lib
 from nerfkit import metrics as metrics_lib
 from nerfkit import parallel, poses
-from nerfkit.config import TrainConfig
+from nerfkit.config import ModelConfig, TrainConfig
 from nerfkit.errors import InputError
 from nerfkit.samplers import Sampler
 from nerfkit.types import Rays, Scene, SplitData, background_rgb, pixels_to_rgba
@@ -29,16 +31,47 @@ from nerfkit.types import Rays, Scene, SplitData, background_rgb, pixels_to_rgba
 POSE_PARAM = "pose_corrections"  # the model's pose corrections (nerfkit.poses), with their own learning rate
 
 
+def optimizer_settings(cfg: TrainConfig, pose_refine: bool = False) -> dict:
+    """Everything :func:`make_optimizer` reads from ``cfg``: two equal settings make the same optimiser (the
+    key of its compiled train step, :func:`make_train_step`'s ``tx_key``).
+
+    >>> optimizer_settings(TrainConfig(grad_clip=1.0, adam_eps=1e-15))
+    {'grad_clip': 1.0, 'adam_eps': 1e-15}
+    """
+    settings = {"grad_clip": cfg.grad_clip if cfg.grad_clip > 0 else 0.0, "adam_eps": cfg.adam_eps}
+    if pose_refine:
+        settings["pose_ratio"] = cfg.pose_lr / cfg.lr_init if cfg.lr_init else 0.0
+    return settings
+
+
 def make_optimizer(cfg: TrainConfig, pose_refine: bool = False) -> optax.GradientTransformation:
     """Adam without the learning rate: the step multiplies by the (host-computed) rate itself. With
     ``pose_refine``, the pose corrections' updates are also scaled by ``pose_lr / lr_init``."""
-    parts = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip > 0 else []
+    settings = optimizer_settings(cfg, pose_refine)
+    parts = [optax.clip_by_global_norm(settings["grad_clip"])] if settings["grad_clip"] else []
+    adam = optax.scale_by_adam(eps=settings["adam_eps"])
     if pose_refine:  # the optimiser state of a model without pose corrections stays as it was
         is_pose = lambda params: jax.tree_util.tree_map_with_path(  # noqa: E731
             lambda path, _: any(getattr(k, "key", None) == POSE_PARAM for k in path), params)
-        ratio = cfg.pose_lr / cfg.lr_init if cfg.lr_init else 0.0
-        return optax.chain(*parts, optax.scale_by_adam(eps=cfg.adam_eps), optax.masked(optax.scale(ratio), is_pose))
-    return optax.chain(*parts, optax.scale_by_adam(eps=cfg.adam_eps))
+        return optax.chain(*parts, adam, optax.masked(optax.scale(settings["pose_ratio"]), is_pose))
+    return optax.chain(*parts, adam)
+
+
+def initial_state(cfg: ModelConfig, tcfg: TrainConfig, sampler: Sampler, aabb, num_images: int = 0):
+    """(graphdef, params, opt_state, sampler_state) of a new fit: the parameters :func:`nerfkit.model.build_model`
+    gives, the optimiser's (:func:`make_optimizer`) initial state and the sampler's, all made by one compiled
+    program (not one small program per array). On one device it is kept in the cache directory
+    (:class:`nerfkit.compile_cache.Persisted`): the next fit neither traces nor compiles it."""
+    graphdef, _ = model_lib.abstract_model(cfg, aabb, num_images)
+    tx = make_optimizer(tcfg, cfg.pose_refine)
+
+    def init():
+        params = model_lib.init_params(cfg, tcfg.seed, aabb, num_images)
+        return params, tx.init(params), sampler.init_state()
+
+    key = compile_cache.describe("initial state", cfg, tcfg.seed, np.asarray(aabb, np.float64), num_images,
+                                 optimizer_settings(tcfg, cfg.pose_refine), sampler)
+    return graphdef, *compile_cache.Persisted(jax.jit(init), key)()
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
@@ -164,12 +197,15 @@ def _photometric_loss(sampler: Sampler, out, target, batch_rays: int):
     return loss, (mse, n_rays, jnp.int32(0) if out.n_samples is None else out.n_samples)
 
 
-def make_train_step(graphdef, tx, sampler: Sampler, *, batch_rays: int, background: str, seed: int, mesh=None):
+def make_train_step(graphdef, tx, sampler: Sampler, *, batch_rays: int, background: str, seed: int, mesh=None,
+                    tx_key: dict | None = None):
     """The jitted ``step(params, opt_state, step, lr, data: TrainData, sampler_state) -> (params, opt_state,
     metrics)``; ``metrics`` holds ``loss``, ``psnr``, ``rays`` (in the loss) and ``samples`` (field evaluations).
 
     With a ``mesh`` (see :mod:`nerfkit.parallel`), the batch's rays are split across its devices: pass
-    replicated inputs; the result is the single-device step's up to float rounding.
+    replicated inputs; the result is the single-device step's up to float rounding. ``tx_key``: the
+    :func:`optimizer_settings` ``tx`` was made from; with it (and one device), the compiled step is kept in
+    the cache directory (:class:`nerfkit.compile_cache.Persisted`), so the next fit skips tracing it.
     """
     base_key = jax.random.key(seed)
     fixed_bg = jnp.asarray(background_rgb(background))
@@ -198,14 +234,20 @@ def make_train_step(graphdef, tx, sampler: Sampler, *, batch_rays: int, backgrou
         return params, opt_state, {"loss": loss, "psnr": metrics_lib.psnr_from_mse(mse), "rays": n_rays,
                                    "samples": n_samples}
 
-    return jax.jit(step_fn, donate_argnums=(0, 1))
+    step = jax.jit(step_fn, donate_argnums=(0, 1))
+    if tx_key is None or (mesh is not None and mesh.size > 1):
+        return step
+    key = compile_cache.describe("train step", graphdef, sampler, tx_key, batch_rays, background, seed)
+    return compile_cache.Persisted(step, key, donate_argnums=(0, 1))
 
 
 def make_sampler_update(graphdef, sampler: Sampler, mesh=None):
-    """Jitted ``update(params, sampler_state, key) -> sampler_state`` (the occupancy grid's refresh)."""
+    """Jitted ``update(params, sampler_state, key) -> sampler_state`` (the occupancy grid's refresh; on one
+    device kept in the cache directory like the train step)."""
 
-    @jax.jit
     def update(params, state, key):
         return sampler.update(nnx.merge(graphdef, params), state, key, mesh)
 
-    return update
+    if mesh is not None and mesh.size > 1:
+        return jax.jit(update)
+    return compile_cache.Persisted(jax.jit(update), compile_cache.describe("sampler update", graphdef, sampler))

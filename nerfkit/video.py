@@ -76,8 +76,7 @@ def iter_frames(run: runs.Run, cams: Cameras, chunk: int) -> Iterator[dict[str, 
     params, state = parallel.replicate((run.params, run.sampler_state), mesh)
     fn = renderer.make_render_fn(run.graphdef, run.sampler, background_rgb(meta.background), mesh=mesh)
     bar = progress.Progress(len(cams), f"rendering {cams.width}x{cams.height}", unit="frame")
-    for i in range(len(cams)):
-        o = renderer.render_view(fn, params, state, cams, i, chunk)
+    for o in renderer.render_views(fn, params, state, cams, range(len(cams)), chunk):
         yield {"rgb": visualize.to_uint8(o["rgb"]),
                "depth": visualize.to_uint8(visualize.depth_to_rgb(o["depth"], o["opacity"], meta.near, meta.far)),
                "opacity": visualize.to_uint8(np.repeat(o["opacity"][..., None], 3, axis=-1))}

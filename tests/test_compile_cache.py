@@ -162,3 +162,83 @@ def test_source_digest_follows_every_edit(tmp_path):
     edited = compile_cache.source_digest(tmp_path)
     (tmp_path / "pkg" / "b.py").write_text("")
     assert len({before, edited, compile_cache.source_digest(tmp_path)}) == 3
+
+
+def _quick_model():
+    """A model whose train step compiles in a few seconds: one small field, 4 samples a ray."""
+    from nerfkit.config import FieldConfig, ModelConfig
+
+    field = FieldConfig(depth=1, width=16, skips=(), view_width=8, pos_freqs=2, dir_freqs=1)
+    return ModelConfig(coarse=field, fine=field, num_coarse=4, num_fine=0, sampler="hierarchical")
+
+
+def test_train_step_kept_whole_is_never_stale(tmp_path, monkeypatch):
+    from jax.experimental import serialize_executable
+
+    from nerfkit import samplers
+    from nerfkit.config import TrainConfig
+    from nerfkit.data.demo import make_demo_scene
+    from nerfkit.model import build_model
+    from nerfkit.train_step import TrainData, make_optimizer, make_train_step, optimizer_settings
+    from nerfkit.types import Bounds
+
+    scene = make_demo_scene(width=8, height=8, n_train=2, n_val=0, n_test=0)
+    cfg = _quick_model()
+    graphdef, params = build_model(cfg, 0, scene.aabb, num_images=2)
+    sampler = samplers.build(cfg, Bounds.of(scene.near, scene.far, scene.aabb), TrainConfig())
+    data, state = TrainData.from_scene(scene), sampler.init_state()
+    loads = []
+    load = serialize_executable.deserialize_and_load
+    monkeypatch.setattr(serialize_executable, "deserialize_and_load", lambda *a: loads.append(1) or load(*a))
+
+    def two_steps(tcfg=TrainConfig(batch_rays=32)):  # a new fit each time: only the disk remembers programs
+        tx = make_optimizer(tcfg)
+        step = make_train_step(graphdef, tx, sampler, batch_rays=32, background="white", seed=0,
+                               tx_key=optimizer_settings(tcfg))
+        p, o = jax.tree.map(jax.numpy.array, params), tx.init(params)  # copies: the step donates them
+        p, o, _ = step(p, o, 0, 1e-2, data, state)
+        p, o, m = step(p, o, 1, 1e-2, data, state)
+        return jax.tree.map(np.asarray, p), float(m["loss"])
+
+    monkeypatch.setattr(compile_cache, "_active", None)
+    reference = two_steps()  # the cache off: jax.jit itself
+    cache = tmp_path / "cc"
+    monkeypatch.setattr(compile_cache, "_active", cache)
+    for n_loads, run in ((0, "compiled and kept"), (1, "read back")):
+        got = two_steps()
+        assert len(loads) == n_loads and len(_programs(cache)) == 1, run
+        jax.tree.map(np.testing.assert_array_equal, got, reference)
+    # An optimiser setting is part of the key: Adam's epsilon changes the update, so a new program.
+    eps = two_steps(TrainConfig(batch_rays=32, adam_eps=1e-2))
+    assert len(_programs(cache)) == 2 and len(loads) == 1 and eps[1] != reference[1]
+    # Without a description of its optimiser, a step is never kept (tx is a closure, its settings unknown).
+    tx = make_optimizer(TrainConfig())
+    assert not isinstance(make_train_step(graphdef, tx, sampler, batch_rays=32, background="white", seed=0),
+                          compile_cache.Persisted)
+
+
+def test_initial_state_is_one_program_equal_to_eager(tmp_path, monkeypatch):
+    from nerfkit import samplers
+    from nerfkit.config import TrainConfig
+    from nerfkit.model import build_model
+    from nerfkit.train_step import initial_state, make_optimizer
+    from nerfkit.types import Bounds
+
+    cfg, tcfg, aabb = _quick_model(), TrainConfig(seed=3, grad_clip=1.0), np.array([[-1.0] * 3, [1.0] * 3])
+    sampler = samplers.build(cfg, Bounds.of(2.0, 6.0, aabb), tcfg)
+    graphdef, params = build_model(cfg, 3, aabb)
+    want = (params, make_optimizer(tcfg).init(params), sampler.init_state())
+    from jax.experimental import serialize_executable
+
+    loads = []
+    load = serialize_executable.deserialize_and_load
+    monkeypatch.setattr(serialize_executable, "deserialize_and_load", lambda *a: loads.append(1) or load(*a))
+    monkeypatch.setattr(compile_cache, "_active", tmp_path / "cc")
+    for n_loads, run in ((0, "compiled and kept"), (1, "read back")):
+        got_graphdef, *got = initial_state(cfg, tcfg, sampler, aabb)
+        assert got_graphdef == graphdef and len(_programs(tmp_path / "cc")) == 1 and len(loads) == n_loads, run
+        assert jax.tree.structure(got) == jax.tree.structure(list(want))
+        jax.tree.map(np.testing.assert_array_equal, got, list(want))
+    other_seed = initial_state(cfg, TrainConfig(seed=4, grad_clip=1.0), sampler, aabb)[1]
+    assert len(_programs(tmp_path / "cc")) == 2
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(other_seed), jax.tree.leaves(params)))
