@@ -2,6 +2,7 @@
 
     python benchmarks/startup_cache.py                 # the demo preset, 40 steps, twice; its render, twice
     python benchmarks/startup_cache.py --repeats 2 --name startup_cache_cpu
+    python benchmarks/startup_cache.py --render-run RUN   # render a whole demo fit (`nerfkit fit --out RUN`)
 
 Each repeat uses a fresh, empty cache directory (``NERFKIT_COMPILE_CACHE``) and runs, as a user would:
 ``nerfkit fit demo --train.steps S`` into a fresh run directory (cold: nothing cached), the same fit again
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,13 +46,13 @@ def first_step_seconds(run: Path) -> float:
     raise RuntimeError(f"no training step logged in {run}")
 
 
-def one_repeat(tmp: Path, steps: int, frames: int) -> dict:
+def one_repeat(tmp: Path, steps: int, frames: int, render_run: Path | None = None) -> dict:
     fit = ["fit", "demo", "--train.steps", str(steps)]
     res = {}
     for name, cache in (("fit_cold", tmp / "c1"), ("fit_warm", tmp / "c1"), ("fit_off", "off")):
         run = tmp / name
         res[name] = {"seconds": nerfkit([*fit, "--out", str(run)], str(cache)), "first_step": first_step_seconds(run)}
-    render = ["render", str(tmp / "fit_cold"), "--frames", str(frames)]
+    render = ["render", str(render_run or tmp / "fit_cold"), "--frames", str(frames)]
     for name in ("render_cold", "render_warm"):
         res[name] = {"seconds": nerfkit([*render, "--out", str(tmp / name)], str(tmp / "c2"))}
     res["cache_entries"] = {c: len(list((tmp / c).glob("*-cache"))) for c in ("c1", "c2")}
@@ -58,20 +60,32 @@ def one_repeat(tmp: Path, steps: int, frames: int) -> dict:
     return res
 
 
+def _median_ratio(repeats: list[dict], kind: str) -> float:
+    """The median over repeats of cold / warm: a fit's time to its first step, a render's wall-clock."""
+    field = "first_step" if kind == "fit" else "seconds"
+    return float(statistics.median(r[f"{kind}_cold"][field] / r[f"{kind}_warm"][field] for r in repeats))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--frames", type=int, default=30, help="frames of the rendered orbit")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--render-run", type=Path, default=None,
+                    help="render this run (e.g. a whole `nerfkit fit --out DIR` of the demo) instead of the "
+                         "STEPS-step fit's")
     ap.add_argument("--name", default="startup_cache_cpu")
     args = ap.parse_args()
     env = environment()
     repeats = []
     for i in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="nerfkit-startup-") as tmp:
-            repeats.append(one_repeat(Path(tmp), args.steps, args.frames))
+            repeats.append(one_repeat(Path(tmp), args.steps, args.frames, args.render_run))
         print(json.dumps(repeats[-1]), flush=True)
-    path = write_result(args.name, {"steps": args.steps, "frames": args.frames, "repeats": repeats}, env=env)
+    summary = {k: _median_ratio(repeats, k) for k in ("fit", "render")}
+    print(json.dumps(summary))
+    path = write_result(args.name, {"steps": args.steps, "frames": args.frames, "render_run": str(args.render_run),
+                                    "repeats": repeats, "median_cold_over_warm": summary}, env=env)
     print(f"-> {path}")
     return 0
 
