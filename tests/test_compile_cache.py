@@ -99,17 +99,23 @@ def _programs(path: Path) -> set[str]:
     return {p.name for p in (path / "programs").glob("*.pjrt")}
 
 
-def test_render_programs_kept_whole_are_never_stale(tiny_run, tmp_path, restore_jax_cache, monkeypatch):
+@pytest.fixture()
+def loads(monkeypatch) -> list:
+    """One entry per compiled program read back from disk (``serialize_executable.deserialize_and_load``)."""
     from jax.experimental import serialize_executable
 
+    calls = []
+    load = serialize_executable.deserialize_and_load
+    monkeypatch.setattr(serialize_executable, "deserialize_and_load", lambda *a: calls.append(1) or load(*a))
+    return calls
+
+
+def test_render_programs_kept_whole_are_never_stale(tiny_run, tmp_path, restore_jax_cache, monkeypatch, loads):
     from nerfkit import cameras, model, renderer, runs
 
     run = runs.load_run(tiny_run)
     rays = cameras.image_rays(run.meta.cameras["train"], 0, np)
     o, d = rays.origins.reshape(-1, 3)[:64], rays.directions.reshape(-1, 3)[:64]
-    loads = []
-    load = serialize_executable.deserialize_and_load
-    monkeypatch.setattr(serialize_executable, "deserialize_and_load", lambda *a: loads.append(1) or load(*a))
 
     def render(graphdef=run.graphdef):  # a new renderer each time: only the disk remembers programs
         fn = renderer.make_render_fn(graphdef, run.sampler, (1.0, 1.0, 1.0))
@@ -172,9 +178,7 @@ def _quick_model():
     return ModelConfig(coarse=field, fine=field, num_coarse=4, num_fine=0, sampler="hierarchical")
 
 
-def test_train_step_kept_whole_is_never_stale(tmp_path, monkeypatch):
-    from jax.experimental import serialize_executable
-
+def test_train_step_kept_whole_is_never_stale(tmp_path, monkeypatch, loads):
     from nerfkit import samplers
     from nerfkit.config import TrainConfig
     from nerfkit.data.demo import make_demo_scene
@@ -187,9 +191,6 @@ def test_train_step_kept_whole_is_never_stale(tmp_path, monkeypatch):
     graphdef, params = build_model(cfg, 0, scene.aabb, num_images=2)
     sampler = samplers.build(cfg, Bounds.of(scene.near, scene.far, scene.aabb), TrainConfig())
     data, state = TrainData.from_scene(scene), sampler.init_state()
-    loads = []
-    load = serialize_executable.deserialize_and_load
-    monkeypatch.setattr(serialize_executable, "deserialize_and_load", lambda *a: loads.append(1) or load(*a))
 
     def two_steps(tcfg=TrainConfig(batch_rays=32)):  # a new fit each time: only the disk remembers programs
         tx = make_optimizer(tcfg)
@@ -217,7 +218,7 @@ def test_train_step_kept_whole_is_never_stale(tmp_path, monkeypatch):
                           compile_cache.Persisted)
 
 
-def test_initial_state_is_one_program_equal_to_eager(tmp_path, monkeypatch):
+def test_initial_state_is_one_program_equal_to_eager(tmp_path, monkeypatch, loads):
     from nerfkit import samplers
     from nerfkit.config import TrainConfig
     from nerfkit.model import build_model
@@ -228,11 +229,6 @@ def test_initial_state_is_one_program_equal_to_eager(tmp_path, monkeypatch):
     sampler = samplers.build(cfg, Bounds.of(2.0, 6.0, aabb), tcfg)
     graphdef, params = build_model(cfg, 3, aabb)
     want = (params, make_optimizer(tcfg).init(params), sampler.init_state())
-    from jax.experimental import serialize_executable
-
-    loads = []
-    load = serialize_executable.deserialize_and_load
-    monkeypatch.setattr(serialize_executable, "deserialize_and_load", lambda *a: loads.append(1) or load(*a))
     monkeypatch.setattr(compile_cache, "_active", tmp_path / "cc")
     for n_loads, run in ((0, "compiled and kept"), (1, "read back")):
         got_graphdef, *got = initial_state(cfg, tcfg, sampler, aabb)
