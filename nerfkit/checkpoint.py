@@ -28,6 +28,7 @@ from flax import serialization
 
 from nerfkit.errors import InputError
 
+ITEM = "default"  # the directory of a checkpoint's one item (Orbax's CheckpointManager names it)
 LEGACY_KEYS = {"grid": "sampler"}  # checkpoints written before the Sampler protocol kept the grid as "grid"
 DIGEST = "nerfkit_sha256.json"  # in each checkpoint directory: relative file path -> SHA-256 of its bytes
 TMP_MARK = ".orbax-checkpoint-tmp"  # in the names of Orbax's directories of a save in progress
@@ -94,6 +95,11 @@ def from_train_state(tree: dict, sampler_template):
     return tree["params"], tree["opt_state"], state
 
 
+def _unread(leaf) -> bool:
+    """A leaf an Orbax partial restore left as it was asked for: not in the checkpoint."""
+    return isinstance(leaf, jax.ShapeDtypeStruct)
+
+
 class Checkpointer:
     """The checkpoints of one run directory (``RUN_DIR/checkpoints/<step>``)."""
 
@@ -145,8 +151,8 @@ class Checkpointer:
 
         Without ``step``, a damaged checkpoint (see the module docstring) is passed over with one warning
         line on stderr for the one before it; none intact is an ``InputError`` naming the directory. A
-        top-level entry of ``target`` that is None is restored as it was saved (its on-disk structure: for
-        what the caller does not need, e.g. the optimiser state when rendering). A checkpoint written before
+        top-level entry of ``target`` that is None is not read and comes back None (what the caller does not
+        need: the optimiser state when rendering, two thirds of a fit's checkpoint). A checkpoint written before
         an entry was renamed (:data:`LEGACY_KEYS`) restores its old entry under the new name."""
         candidates = self.steps() if step is None else [step]
         if not candidates:
@@ -184,23 +190,44 @@ class Checkpointer:
             raise DamagedCheckpoint(f"{type(e).__name__}: {first_line(e)}") from e
 
     def _orbax_restore(self, target: dict, step: int) -> dict:
-        saved = self._manager.item_metadata(step)
-        saved = getattr(saved, "tree", saved)
         local = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # unless the target says otherwise
 
         def struct(x, sharding=None):
             return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or getattr(x, "sharding", None) or local)
 
+        unread = {key: None for key, value in target.items() if value is None}
+        if unread:  # only what is asked for is read (rendering reads a third of a fit's checkpoint: no Adam moments)
+            restored = self._read_part(step, {k: jax.tree.map(struct, v) for k, v in target.items() if k not in unread})
+            if not any(map(_unread, jax.tree.leaves(restored))):
+                return {**restored, **unread}
+            # an entry not on disk under its name (an old checkpoint): read through the metadata, as below
+        saved = self._manager.item_metadata(step)
+        saved = getattr(saved, "tree", saved)
+
         def as_saved(key):  # on-disk metadata: its sharding is Orbax's own record, not a jax Sharding
             return jax.tree.map(lambda m: struct(m, local), saved[key])
         # An old entry is restored as it was saved, and the caller reads it under its new name.
         renamed = {new: old for old, new in LEGACY_KEYS.items() if old in saved and new not in saved and new in target}
-        abstract = {renamed.get(key, key): as_saved(renamed.get(key, key)) if value is None or key in renamed
-                    else jax.tree.map(struct, value) for key, value in target.items()}
-        restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        abstract = {renamed.get(key, key): as_saved(renamed.get(key, key)) if key in renamed
+                    else jax.tree.map(struct, value) for key, value in target.items() if key not in unread}
+        if len(abstract) == len(saved):
+            restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        else:
+            restored = self._read_part(step, abstract)
         for new, old in renamed.items():
             restored[new] = restored.pop(old)
-        return restored
+        missing = [key for key, value in restored.items() if any(map(_unread, jax.tree.leaves(value)))]
+        if missing:
+            raise KeyError(f"no {', '.join(missing)} in the checkpoint")
+        return {**restored, **unread}
+
+    def _read_part(self, step: int, abstract: dict) -> dict:
+        """The entries of checkpoint ``step`` that ``abstract`` names, nothing else read (an Orbax partial
+        restore); an entry not on disk comes back as its ``jax.ShapeDtypeStruct``."""
+        with ocp.PyTreeCheckpointer() as reader:
+            return reader.restore(self.directory / str(step) / ITEM, args=ocp.args.PyTreeRestore(
+                item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+                partial_restore=True))
 
     def close(self) -> None:
         self._manager.close()

@@ -4,7 +4,8 @@ A second ``fit``, ``render`` or ``evaluate`` of the same shapes loads its compil
 of compiling them again. The cache lives in ``$XDG_CACHE_HOME/nerfkit/jax`` (``~/.cache/nerfkit/jax`` without
 ``XDG_CACHE_HOME``); the environment variable ``NERFKIT_COMPILE_CACHE`` moves it (a directory) or turns it off
 (``off``, ``0``, ``false``, ``none`` or empty). Without ``NERFKIT_COMPILE_CACHE``, a ``JAX_COMPILATION_CACHE_DIR``
-the user set is left to JAX. Deleting the directory is always safe: it only holds compiled programs.
+the user set is left to JAX. Deleting the directory is always safe: it only holds compiled programs and values
+computed from nerfkit's code and libraries (:func:`kept`).
 
 A cached program is never stale: JAX keys every entry by a hash of the program itself (its StableHLO, so any
 config change that changes what is computed changes the key), the jaxlib version, the backend and its
@@ -176,6 +177,30 @@ class Persisted:
             return compiled
         except Exception:  # noqa: BLE001 - not serialisable (or the disk is full): the plain jitted program
             return flat
+
+
+def kept(key: str | None, make: Callable[[], Any]) -> Any:
+    """``make()``, kept in the cache directory (``values/<hash>.pkl``) so that a second process reads it back
+    instead of computing it: for values that take longer to compute than to unpickle and depend only on
+    ``key`` (from :func:`describe`) and nerfkit's code and libraries (a model's structure, a colour map's
+    table). Keyed like a :class:`Persisted` program; None or the cache turned off just calls ``make``. A value
+    that cannot be pickled, or a file that cannot be read back, is computed again."""
+    import pickle
+
+    if key is None or _active is None:
+        return make()
+    digest = hashlib.sha256(repr((key, _environment())).encode()).hexdigest()
+    path = _active / "values" / f"{digest}.pkl"
+    try:
+        return pickle.loads(path.read_bytes())
+    except Exception:  # noqa: BLE001 - not there yet, damaged or unreadable: compute it (again)
+        pass
+    value = make()
+    try:
+        _write_atomic(path, pickle.dumps(value))
+    except Exception:  # noqa: BLE001 - not picklable (or the disk is full): used, not kept
+        pass
+    return value
 
 
 @contextlib.contextmanager

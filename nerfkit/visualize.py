@@ -6,6 +6,7 @@ no global backend switch), so this works headless and never disturbs a caller's 
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -34,17 +35,29 @@ def to_uint8(img) -> np.ndarray:
     return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _get_cmap(name: str):
-    import matplotlib  # lazy: a second or so of import time the training loop doesn't need
+@functools.lru_cache(maxsize=None)
+def _lut(name: str) -> np.ndarray:
+    """float64 [N, 4]: the RGBA table of matplotlib's colour map ``name`` (its ``N`` colours). Kept in the
+    cache directory (:func:`nerfkit.compile_cache.kept`, keyed by the name and matplotlib's version), so a
+    second ``render`` does not import matplotlib (~0.2 s) for its first depth frame."""
+    from importlib.metadata import version
 
-    return matplotlib.colormaps[name]
+    from nerfkit import compile_cache
+
+    def make():
+        import matplotlib  # lazy: import time the training loop doesn't need
+
+        cmap = matplotlib.colormaps[name]
+        return cmap(np.arange(cmap.N))  # integers index the table itself
+
+    return compile_cache.kept(compile_cache.describe("colormap", name, version("matplotlib")), make)
 
 
 def colormap(x, lo: float | None = None, hi: float | None = None, cmap: str = "turbo") -> np.ndarray:
     """Colour-map a scalar image.
 
     Values are normalised to ``t = (x - lo) / (hi - lo)``, clipped to [0, 1] and looked up in matplotlib's
-    ``cmap``.
+    ``cmap`` (its table, as ``matplotlib.colormaps[cmap](t)`` looks it up).
 
     Args:
       x: float [H, W] (or [H, W, 1]) scalar image; may contain NaN/inf.
@@ -70,7 +83,9 @@ def colormap(x, lo: float | None = None, hi: float | None = None, cmap: str = "t
     scale = hi - lo
     t = (np.where(finite, x, lo) - lo) / scale if scale > 0 else np.zeros_like(x)
     t = np.clip(t, 0.0, 1.0)
-    rgb = _get_cmap(cmap)(t)[..., :3].astype(np.float32)
+    lut = _lut(cmap)
+    # matplotlib's own lookup of floats in [0, 1]: entry floor(t N), t = 1 in the last one
+    rgb = lut[np.minimum((t * len(lut)).astype(np.int64), len(lut) - 1), :3].astype(np.float32)
     rgb[~finite] = 0.0
     return rgb
 

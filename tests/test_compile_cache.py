@@ -238,3 +238,32 @@ def test_initial_state_is_one_program_equal_to_eager(tmp_path, monkeypatch, load
     other_seed = initial_state(cfg, TrainConfig(seed=4, grad_clip=1.0), sampler, aabb)[1]
     assert len(_programs(tmp_path / "cc")) == 2
     assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(other_seed), jax.tree.leaves(params)))
+
+
+def test_kept_values_are_read_back_and_never_stale(tmp_path, monkeypatch):
+    """:func:`compile_cache.kept`: a model's abstract structure (graphdef, parameter shapes) is computed once,
+    read back equal by the next caller, and computed afresh for a changed config field."""
+    import pickle
+
+    from nerfkit.model import abstract_model
+
+    cfg, aabb = _quick_model(), np.array([[-1.0] * 3, [1.0] * 3])
+    monkeypatch.setattr(compile_cache, "_active", None)
+    want = abstract_model(cfg, aabb)  # the cache off: nnx.eval_shape itself
+    cache = tmp_path / "cc"
+    monkeypatch.setattr(compile_cache, "_active", cache)
+    reads = []
+    monkeypatch.setattr(pickle, "loads", lambda b, _load=pickle.loads: reads.append(1) or _load(b))
+    for n_reads, run in ((0, "computed and kept"), (1, "read back")):
+        graphdef, params = abstract_model(cfg, aabb)
+        assert len(reads) == n_reads and len(list(cache.glob("values/*.pkl"))) == 1, run
+        assert graphdef == want[0] and jax.tree.structure(params) == jax.tree.structure(want[1])
+        assert jax.tree.map(lambda a: (a.shape, a.dtype), params) == jax.tree.map(lambda a: (a.shape, a.dtype),
+                                                                                  want[1])
+    wider = dataclasses.replace(cfg, coarse=dataclasses.replace(cfg.coarse, width=24))
+    graphdef, params = abstract_model(wider, aabb)
+    assert len(list(cache.glob("values/*.pkl"))) == 2 and graphdef != want[0]
+    assert 24 in {a.shape[-1] for a in jax.tree.leaves(params)}
+    # A value that cannot be pickled is used, not kept; a None key is never kept.
+    assert compile_cache.kept("a lambda", lambda: (lambda: 1))() == 1
+    assert compile_cache.kept(None, lambda: 5) == 5 and len(list(cache.glob("values/*.pkl"))) == 2

@@ -63,6 +63,28 @@ def test_colormap_range_and_monotonic():
     assert np.isfinite(visualize.colormap(np.full((4, 4), np.nan))).all()
 
 
+@pytest.mark.parametrize("name", ["turbo", "viridis", "inferno"])
+def test_colormap_is_matplotlibs_own_lookup(name, tmp_path, monkeypatch):
+    """The colour table (kept in the cache directory, so a warm render skips importing matplotlib) gives
+    exactly what matplotlib's colour map gives, read back or not, at the ends and between table entries."""
+    import matplotlib
+
+    from nerfkit import compile_cache
+
+    t = np.concatenate([np.linspace(0.0, 1.0, 1001), [0.5 / 256, 1 / 256, 255 / 256, 1 - 1e-12]])
+    want = matplotlib.colormaps[name](t)[..., :3].astype(np.float32)
+    monkeypatch.setattr(compile_cache, "_active", None)
+    visualize._lut.cache_clear()  # the table is also kept in memory, once per process
+    np.testing.assert_array_equal(visualize.colormap(t, 0.0, 1.0, name), want)
+    monkeypatch.setattr(compile_cache, "_active", tmp_path)
+    for _ in ("kept", "read back"):
+        visualize._lut.cache_clear()
+        np.testing.assert_array_equal(visualize.colormap(t, 0.0, 1.0, name), want)
+    assert len(list(tmp_path.glob("values/*.pkl"))) == 1
+    with pytest.raises((KeyError, ValueError)):
+        visualize.colormap(t, 0.0, 1.0, "no-such-map")
+
+
 def test_error_map_and_depth():
     gt = np.random.default_rng(0).uniform(0, 1, (6, 7, 3)).astype(np.float32)
     pred = gt.copy()
