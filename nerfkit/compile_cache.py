@@ -184,7 +184,8 @@ def kept(key: str | None, make: Callable[[], Any]) -> Any:
     instead of computing it: for values that take longer to compute than to unpickle and depend only on
     ``key`` (from :func:`describe`) and nerfkit's code and libraries (a model's structure, a colour map's
     table). Keyed like a :class:`Persisted` program; None or the cache turned off just calls ``make``. A value
-    that cannot be pickled, or a file that cannot be read back, is computed again."""
+    that cannot be pickled, or a file that cannot be read back, is computed again. The files are pickles,
+    trusted as the user's own cache directory is (as :class:`Persisted`'s)."""
     import pickle
 
     if key is None or _active is None:
