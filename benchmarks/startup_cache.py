@@ -36,7 +36,7 @@ def nerfkit(args: list[str], cache: str) -> float:
     env.update(NERFKIT_COMPILE_CACHE=cache, PYTHONPATH=str(ROOT))
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+                   stderr=subprocess.DEVNULL, cwd=ROOT)  # `-m` looks in the working directory first
     return time.time() - t0
 
 

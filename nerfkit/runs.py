@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from nerfkit import frames, samplers
+from nerfkit import compile_cache, frames, samplers
 from nerfkit.checkpoint import Checkpointer, from_train_state, train_state
 from nerfkit.config import DataConfig, FitConfig, load_config
 from nerfkit.errors import InputError
@@ -32,8 +32,8 @@ def load_scene(data: DataConfig, splits=("train", "val", "test"), cameras_only=(
 
     if data.downscale < 1:
         raise InputError("must be a positive integer", field="--data.downscale")
-    if data.data is None:
-        scene = make_demo_scene()
+    if data.data is None:  # ray-traced in NumPy (~1 s): kept in the cache directory for the next fit
+        scene = compile_cache.kept(compile_cache.describe("demo scene"), make_demo_scene)
         return downscale_scene(scene, data.downscale) if data.downscale != 1 else scene
     return load_path(Path(data.data), downscale=data.downscale, splits=splits, cameras_only=cameras_only)
 

@@ -267,3 +267,22 @@ def test_kept_values_are_read_back_and_never_stale(tmp_path, monkeypatch):
     # A value that cannot be pickled is used, not kept; a None key is never kept.
     assert compile_cache.kept("a lambda", lambda: (lambda: 1))() == 1
     assert compile_cache.kept(None, lambda: 5) == 5 and len(list(cache.glob("values/*.pkl"))) == 2
+
+
+def test_demo_scene_is_kept_and_equal(tmp_path, monkeypatch):
+    """The demo scene (ray-traced in NumPy, ~1 s) is kept for the next fit and read back exactly."""
+    from nerfkit.config import DataConfig
+    from nerfkit.data.demo import make_demo_scene
+    from nerfkit.runs import load_scene
+
+    want = make_demo_scene()
+    monkeypatch.setattr(compile_cache, "_active", tmp_path)
+    for _ in ("kept", "read back"):
+        got = load_scene(DataConfig(data=None))
+        assert len(list(tmp_path.glob("values/*.pkl"))) == 1
+        assert got.splits.keys() == want.splits.keys() and (got.near, got.far, got.source) == (want.near, want.far, "demo")
+        np.testing.assert_array_equal(got.aabb, want.aabb)
+        for name, split in want.splits.items():
+            np.testing.assert_array_equal(got.splits[name].pixels, split.pixels)
+            np.testing.assert_array_equal(got.splits[name].cameras.c2w, split.cameras.c2w)
+            assert got.splits[name].names == split.names
