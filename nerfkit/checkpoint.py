@@ -195,11 +195,12 @@ class Checkpointer:
         def struct(x, sharding=None):
             return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or getattr(x, "sharding", None) or local)
 
-        unread = {key: None for key, value in target.items() if value is None}
-        if unread:  # only what is asked for is read (rendering reads a third of a fit's checkpoint: no Adam moments)
-            restored = self._read_part(step, {k: jax.tree.map(struct, v) for k, v in target.items() if k not in unread})
+        skipped = {key: None for key, value in target.items() if value is None}
+        if skipped:  # only what is asked for is read (rendering reads a third of a fit's checkpoint: no Adam moments)
+            wanted = {k: jax.tree.map(struct, v) for k, v in target.items() if k not in skipped}
+            restored = self._read_part(step, wanted)
             if not any(map(_unread, jax.tree.leaves(restored))):
-                return {**restored, **unread}
+                return {**restored, **skipped}
             # an entry not on disk under its name (an old checkpoint): read through the metadata, as below
         saved = self._manager.item_metadata(step)
         saved = getattr(saved, "tree", saved)
@@ -209,7 +210,7 @@ class Checkpointer:
         # An old entry is restored as it was saved, and the caller reads it under its new name.
         renamed = {new: old for old, new in LEGACY_KEYS.items() if old in saved and new not in saved and new in target}
         abstract = {renamed.get(key, key): as_saved(renamed.get(key, key)) if key in renamed
-                    else jax.tree.map(struct, value) for key, value in target.items() if key not in unread}
+                    else jax.tree.map(struct, value) for key, value in target.items() if key not in skipped}
         if len(abstract) == len(saved):
             restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
         else:
@@ -219,7 +220,7 @@ class Checkpointer:
         missing = [key for key, value in restored.items() if any(map(_unread, jax.tree.leaves(value)))]
         if missing:
             raise KeyError(f"no {', '.join(missing)} in the checkpoint")
-        return {**restored, **unread}
+        return {**restored, **skipped}
 
     def _read_part(self, step: int, abstract: dict) -> dict:
         """The entries of checkpoint ``step`` that ``abstract`` names, nothing else read (an Orbax partial

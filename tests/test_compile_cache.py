@@ -280,7 +280,8 @@ def test_demo_scene_is_kept_and_equal(tmp_path, monkeypatch):
     for _ in ("kept", "read back"):
         got = load_scene(DataConfig(data=None))
         assert len(list(tmp_path.glob("values/*.pkl"))) == 1
-        assert got.splits.keys() == want.splits.keys() and (got.near, got.far, got.source) == (want.near, want.far, "demo")
+        assert got.splits.keys() == want.splits.keys()
+        assert (got.near, got.far, got.source) == (want.near, want.far, "demo")
         np.testing.assert_array_equal(got.aabb, want.aabb)
         for name, split in want.splits.items():
             np.testing.assert_array_equal(got.splits[name].pixels, split.pixels)
