@@ -163,8 +163,7 @@ class Persisted:
         from jax.experimental import serialize_executable
 
         flat = jax.jit(lambda *leaves: self.fn(*jax.tree.unflatten(tree, leaves)), donate_argnums=donate)
-        digest = hashlib.sha256(repr((self.key, str(tree), avals, donate, _environment())).encode()).hexdigest()
-        path = _active / "programs" / f"{digest}.pjrt"
+        path = _entry("programs", ".pjrt", self.key, str(tree), avals, donate)
         try:
             return serialize_executable.deserialize_and_load(*pickle.loads(path.read_bytes()))
         except Exception:  # noqa: BLE001 - not there yet, damaged or unreadable: compile it (again)
@@ -190,8 +189,7 @@ def kept(key: str | None, make: Callable[[], Any]) -> Any:
 
     if key is None or _active is None:
         return make()
-    digest = hashlib.sha256(repr((key, _environment())).encode()).hexdigest()
-    path = _active / "values" / f"{digest}.pkl"
+    path = _entry("values", ".pkl", key)
     try:
         return pickle.loads(path.read_bytes())
     except Exception:  # noqa: BLE001 - not there yet, damaged or unreadable: compute it (again)
@@ -202,6 +200,12 @@ def kept(key: str | None, make: Callable[[], Any]) -> Any:
     except Exception:  # noqa: BLE001 - not picklable (or the disk is full): used, not kept
         pass
     return value
+
+
+def _entry(folder: str, suffix: str, *key: Any) -> Path:
+    """The file in the cache directory of what ``key`` describes, in this environment (:func:`_environment`)."""
+    digest = hashlib.sha256(repr((*key, _environment())).encode()).hexdigest()
+    return _active / folder / f"{digest}{suffix}"
 
 
 @contextlib.contextmanager

@@ -235,7 +235,7 @@ def make_train_step(graphdef, tx, sampler: Sampler, *, batch_rays: int, backgrou
                                    "samples": n_samples}
 
     step = jax.jit(step_fn, donate_argnums=(0, 1))
-    if tx_key is None or (mesh is not None and mesh.size > 1):
+    if tx_key is None:  # the optimiser's settings unknown: nothing to key the program by
         return step
     key = compile_cache.describe("train step", graphdef, sampler, tx_key, batch_rays, background, seed)
     return compile_cache.Persisted(step, key, donate_argnums=(0, 1))
@@ -248,6 +248,4 @@ def make_sampler_update(graphdef, sampler: Sampler, mesh=None):
     def update(params, state, key):
         return sampler.update(nnx.merge(graphdef, params), state, key, mesh)
 
-    if mesh is not None and mesh.size > 1:
-        return jax.jit(update)
     return compile_cache.Persisted(jax.jit(update), compile_cache.describe("sampler update", graphdef, sampler))
