@@ -4,6 +4,8 @@
 #   bash benchmarks/gpu_prepare.sh                 # here, first: .gpu_carry/ (wheels, lego, COMMIT)
 #   bash benchmarks/gpu_run.sh --out "$OUT"        # there (the run tool's command; benchmarks/README.md)
 #   bash benchmarks/gpu_run.sh --dry-run           # the rehearsal on this CPU: the same steps, tiny budgets
+#   bash benchmarks/gpu_run.sh --out "$OUT" --startup   # instead of the suite: cold and warm start-up (issue 15),
+#                                                  # benchmarks/startup_cache.py on the demo (no data; ~5 min)
 #
 # Installs the carried wheels, nerfkit's own among them (--no-deps, into a temp folder on PYTHONPATH: the
 # machine's own JAX, Flax, Optax, Orbax, NumPy stay), then runs benchmarks/gpu_suite.py, which writes every result
@@ -11,11 +13,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DRY=""
+STARTUP=""
 OUT_DIR=${OUT:-}
 SUITE_ARGS=()  # anything else goes to gpu_suite.py (e.g. --presets hash-fast)
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=--dry-run ;;
+    --startup) STARTUP=1 ;;
     --out) OUT_DIR=$2; shift ;;
     *) SUITE_ARGS+=("$1") ;;
   esac
@@ -49,6 +53,14 @@ export NERFKIT_COMPILE_CACHE="$WORK/jax-cache"   # shared by the suite and its n
 export XLA_PYTHON_CLIENT_PREALLOCATE=false       # the suite and its `nerfkit fit` share the GPU
 "$PY" -c "import jax, nerfkit, tyro, dm_pix, splines; print('jax', jax.__version__, jax.devices(), 'nerfkit from', nerfkit.__file__)"
 echo "installed in $(( $(date +%s) - t0 )) s"
+
+if [ -n "$STARTUP" ]; then  # fit the demo 40 steps and render it 120 frames, each cold then warm (PNGs: no ffmpeg there)
+  SIZES=(--repeats 3 --steps 40 --frames 120)
+  [ -n "$DRY" ] && SIZES=(--repeats 1 --steps 4 --frames 3)
+  timeout 500 "$PY" benchmarks/startup_cache.py "${SIZES[@]}" --pngs-only --name startup_cache_gpu --out-dir "$OUT_DIR"
+  echo "gpu_run.sh --startup done in $(( $(date +%s) - t0 )) s; in $OUT_DIR: $(ls "$OUT_DIR" | tr '\n' ' ')"
+  exit 0
+fi
 
 DATA=()
 [ -d "$CARRY/lego" ] && DATA=(--data "$CARRY/lego")

@@ -33,7 +33,8 @@ from common import ROOT, environment, write_result  # noqa: E402
 def nerfkit(args: list[str], cache: str) -> float:
     """Run ``nerfkit ARGS`` with ``NERFKIT_COMPILE_CACHE=cache``; returns its wall-clock seconds."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
-    env.update(NERFKIT_COMPILE_CACHE=cache, PYTHONPATH=str(ROOT))
+    # This tree first; then what the caller put on the path (the GPU run's carried packages).
+    env.update(NERFKIT_COMPILE_CACHE=cache, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p))
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, cwd=ROOT)  # `-m` looks in the working directory first
@@ -48,13 +49,14 @@ def first_step_seconds(run: Path) -> float:
     raise RuntimeError(f"no training step logged in {run}")
 
 
-def one_repeat(tmp: Path, steps: int, frames: int, render_run: Path | None = None, fits: bool = True) -> dict:
+def one_repeat(tmp: Path, steps: int, frames: int, render_run: Path | None = None, fits: bool = True,
+               render_flags: tuple[str, ...] = ()) -> dict:
     fit = ["fit", "demo", "--train.steps", str(steps)]
     res = {}
     for name, cache in (("fit_cold", tmp / "c1"), ("fit_warm", tmp / "c1"), ("fit_off", "off")) if fits else ():
         run = tmp / name
         res[name] = {"seconds": nerfkit([*fit, "--out", str(run)], str(cache)), "first_step": first_step_seconds(run)}
-    render = ["render", str(render_run or tmp / "fit_cold"), "--frames", str(frames)]
+    render = ["render", str(render_run or tmp / "fit_cold"), "--frames", str(frames), *render_flags]
     for name in ("render_cold", "render_warm"):
         res[name] = {"seconds": nerfkit([*render, "--out", str(tmp / name)], str(tmp / "c2"))}
     res["cache_entries"] = {c: len(list((tmp / c).glob("*-cache"))) for c in ("c1", "c2")}
@@ -87,7 +89,10 @@ def main() -> int:
                     help="render this run (e.g. a whole `nerfkit fit --out DIR` of the demo) instead of the "
                          "STEPS-step fit's")
     ap.add_argument("--renders-only", action="store_true", help="measure the renders alone (needs --render-run)")
+    ap.add_argument("--pngs-only", action="store_true",
+                    help="render PNG frames, no videos (`--no-video --pngs`: a machine without ffmpeg, e.g. the GPU's)")
     ap.add_argument("--name", default="startup_cache_cpu")
+    ap.add_argument("--out-dir", type=Path, default=None, help="where the JSON goes (default benchmarks/results)")
     args = ap.parse_args()
     env = environment()
     if args.renders_only and args.render_run is None:
@@ -99,13 +104,14 @@ def main() -> int:
     repeats = []
     for i in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="nerfkit-startup-") as tmp:
-            repeats.append(one_repeat(Path(tmp), args.steps, args.frames, args.render_run, fits=not args.renders_only))
+            repeats.append(one_repeat(Path(tmp), args.steps, args.frames, args.render_run, fits=not args.renders_only,
+                                      render_flags=("--no-video", "--pngs") if args.pngs_only else ()))
         print(json.dumps(repeats[-1]), flush=True)
     summary = {k: _median_ratio(repeats, k) for k in (("render",) if args.renders_only else ("fit", "render"))}
     print(json.dumps(summary))
     path = write_result(args.name, {"steps": args.steps, "frames": args.frames, "render_run": str(args.render_run),
-                                    "imports": imports, "repeats": repeats, "median_cold_over_warm": summary},
-                        env=env)
+                                    "pngs_only": args.pngs_only, "imports": imports, "repeats": repeats,
+                                    "median_cold_over_warm": summary}, out_dir=args.out_dir, env=env)
     print(f"-> {path}")
     return 0
 

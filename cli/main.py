@@ -115,6 +115,8 @@ class RenderArgs:
     """Output directory (default: RUN_DIR/render)."""
     pngs: bool = False
     """Also write every RGB frame as a PNG."""
+    video: bool = True
+    """Write the videos (`--no-video --pngs`: PNG frames only, no ffmpeg needed)."""
     chunk: Optional[int] = None
     """Rays per rendering call (bounds memory; default from the run's config)."""
 
@@ -342,10 +344,12 @@ def _choose_preset(argv: list[str]) -> tuple[str, dict, str]:
 
 def _render(argv: list[str]) -> int:
     args = _parse(RenderArgs, argv, "nerfkit render")
+    if not (args.video or args.pngs):
+        raise InputError("nothing to write: --no-video needs --pngs", field="--no-video")
     from nerfkit.video import render_path
 
     res = render_path(args.run_dir, path=args.path, frames=args.frames, fps=args.fps, width=args.width,
-                      height=args.height, out=args.out, pngs=args.pngs, chunk=args.chunk)
+                      height=args.height, out=args.out, pngs=args.pngs, video=args.video, chunk=args.chunk)
     per = res["seconds"] / max(res["frames"], 1)
     print(f"rendered {res['frames']} frames at {res['size'][0]}x{res['size'][1]} ({per:.2f}s/frame) from step {res['step']}")
     for f in res["files"]:

@@ -106,6 +106,8 @@ def render_path(run_dir, path: str = "auto", frames: int = 120, fps: float | Non
     (:func:`nerfkit.camera_path_file.read`; its frames, size and fps). ``frames``: frames of an orbit, spiral or
     interpolated path; ``width``/``height``: output size (default: the camera path's, else the training size);
     ``fps``: default the camera path's, else 30. Returns the written files and timing."""
+    if video:  # before any work
+        visualize.check_ffmpeg()
     run = runs.load_run(Path(run_dir))
     cams, name, cp = _path(run.meta, path, frames)
     cams = resized(cams, width, height)

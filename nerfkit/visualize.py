@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nerfkit.errors import InputError
+
 ERROR_MAP_MAX = 0.25
 
 
@@ -166,6 +168,23 @@ def _frame_rgb(frame) -> np.ndarray:
     if f.shape[-1] == 1:
         f = np.repeat(f, 3, axis=-1)
     return np.ascontiguousarray(f[..., :3])
+
+
+def check_ffmpeg() -> None:
+    """Raise :class:`~nerfkit.errors.InputError` (one line, before any work) when no ffmpeg is installed to write
+    videos with (imageio-ffmpeg's binary, or the one ``IMAGEIO_FFMPEG_EXE`` names)."""
+    import shutil
+
+    try:
+        import imageio_ffmpeg
+
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+        why = None if os.path.isfile(exe) or shutil.which(exe) else f"{exe} does not exist"
+    except (ImportError, RuntimeError) as e:
+        why = f"{type(e).__name__}: {e}"
+    if why:
+        raise InputError(f"writing videos needs ffmpeg ({why}); pip install imageio-ffmpeg, or write PNG frames "
+                         "only with --pngs --no-video", field="--video")
 
 
 def write_video(path, frames: Iterable, fps: float = 30, quality: float = 8) -> tuple[int, int]:

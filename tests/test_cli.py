@@ -273,6 +273,7 @@ CATALOGUE = {
     "render --frames 0": (lambda c: ["render", c.run, "--frames", "0"], "--frames"),
     "render --fps 0": (lambda c: ["render", c.run, "--fps", "0"], "--fps"),
     "render --chunk 0": (lambda c: ["render", c.run, "--chunk", "0"], "--chunk"),
+    "render --no-video without --pngs": (lambda c: ["render", c.run, "--no-video"], "--no-video"),
     "render --path missing.json": (lambda c: ["render", c.run, "--path", c.tmp / "missing.json"], "missing.json"),
     "render, no checkpoints": (lambda c: ["render", c.run_copy(_no_checkpoints)], "run_copy"),
     "render, not a run directory": (lambda c: ["render", c.tmp], "config.json"),
@@ -328,6 +329,29 @@ def test_bad_input_is_refused_in_one_line(name, fitted_run, tiny_blender_dir, tm
         rc = e.code
     _assert_refused(rc, capsys.readouterr().err, culprit, name)
     assert _snapshot(fitted_run) == before, f"{name}: the existing run directory changed"
+
+
+def test_render_without_ffmpeg_is_refused_before_any_work_and_pngs_need_none(fitted_run, tmp_path, monkeypatch,
+                                                                                capsys):
+    """No ffmpeg: a video render stops at once with one line naming --video and the way out, and writes nothing;
+    ``--no-video --pngs`` renders the frames without ffmpeg (the GPU machine has none)."""
+    from nerfkit import runs
+
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-ffmpeg"))
+    loaded = []
+    monkeypatch.setattr(runs, "load_run", lambda *a, **k: loaded.append(a) or pytest.fail("the run was loaded"))
+    capsys.readouterr()
+    rc = cli_main(["render", str(fitted_run), "--frames", "2", "--out", str(tmp_path / "video")])
+    err = capsys.readouterr().err
+    _assert_refused(rc, err, "--video", "render without ffmpeg")
+    assert "no-ffmpeg does not exist" in err and "--pngs --no-video" in err
+    assert not loaded and not (tmp_path / "video").exists()
+    monkeypatch.undo()
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-ffmpeg"))
+    out = tmp_path / "pngs"
+    assert cli_main(["render", str(fitted_run), "--frames", "2", "--no-video", "--pngs", "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["0000.png", "0001.png"]
+    assert not list(out.glob("*.mp4")) and (out / "orbit_camera_path.json").is_file()
 
 
 def test_user_error_in_a_subprocess(tmp_path, tiny_blender_dir):

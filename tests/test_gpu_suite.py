@@ -101,3 +101,19 @@ def test_dry_run_rehearses_the_whole_gpu_run(tmp_path):
         assert r["fit"]["time_to_quality"]["psnr"], "no probe PSNR recorded"
     tail = proc.stdout.strip().splitlines()
     assert any(line.startswith("preset ") for line in tail[-8:]), tail[-10:]  # the table comes last
+
+
+@pytest.mark.slow
+def test_dry_run_rehearses_the_gpu_startup_run(tmp_path):
+    """``gpu_run.sh --startup``: cold and warm demo fit and render (PNG frames: the GPU image has no ffmpeg)."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(BENCH / "gpu_run.sh"), "--dry-run", "--startup", "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_run.log", "startup_cache_gpu.json"]
+    res = json.loads((out / "startup_cache_gpu.json").read_text())
+    assert res["commit"] and res["figures"]["pngs_only"] and len(res["figures"]["repeats"]) == 1
+    rep = res["figures"]["repeats"][0]
+    assert rep["programs_kept_whole"]["c2"] >= 1  # the cold render kept its program; the warm one loaded it
+    assert rep["fit_warm"]["first_step"] < rep["fit_cold"]["first_step"]
