@@ -413,6 +413,10 @@ class Viewer:
         out = self.save_path()
         if out is None or self.run is None:
             return []
+        why = visualize.ffmpeg_missing()
+        if why:
+            self.say(f"cannot write videos without ffmpeg ({why}): pip install imageio-ffmpeg")
+            return []
         self.say(f"rendering {out.name} ...")
         files = render_camera_path(self.run, json.loads(out.read_text()), self.run_dir / "render", out.stem)
         self.say("rendered " + ", ".join(Path(f).name for f in files))

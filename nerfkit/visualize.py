@@ -170,18 +170,25 @@ def _frame_rgb(frame) -> np.ndarray:
     return np.ascontiguousarray(f[..., :3])
 
 
-def check_ffmpeg() -> None:
-    """Raise :class:`~nerfkit.errors.InputError` (one line, before any work) when no ffmpeg is installed to write
-    videos with (imageio-ffmpeg's binary, or the one ``IMAGEIO_FFMPEG_EXE`` names)."""
+def ffmpeg_missing() -> str | None:
+    """Why no video can be written (no ffmpeg: neither imageio-ffmpeg's binary nor the one ``IMAGEIO_FFMPEG_EXE``
+    names), or None when one can."""
     import shutil
 
     try:
         import imageio_ffmpeg
 
-        exe = imageio_ffmpeg.get_ffmpeg_exe()
-        why = None if os.path.isfile(exe) or shutil.which(exe) else f"{exe} does not exist"
+        with warnings.catch_warnings():  # it runs `ffmpeg -version` once (cached: the writer then reuses it)
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+            exe = imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError) as e:
-        why = f"{type(e).__name__}: {e}"
+        return f"{type(e).__name__}: {e}"
+    return None if os.path.isfile(exe) or shutil.which(exe) else f"{exe} does not exist"
+
+
+def check_ffmpeg() -> None:
+    """Raise :class:`~nerfkit.errors.InputError` (one line, before any work) when :func:`ffmpeg_missing`."""
+    why = ffmpeg_missing()
     if why:
         raise InputError(f"writing videos needs ffmpeg ({why}); pip install imageio-ffmpeg, or write PNG frames "
                          "only with --pngs --no-video", field="--video")

@@ -166,6 +166,17 @@ def test_render_button_renders_the_path(app, tmp_path, run):
     assert len(frames) == 3 and frames[0].shape == (16, 16, 3)
 
 
+def test_render_button_without_ffmpeg_says_so_and_renders_nothing(app, tmp_path, run, tiny_run, monkeypatch):
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-ffmpeg"))
+    app.clear_keyframes()
+    for i in (0, 1):
+        app.add_keyframe(_train_view(run, i))
+    app.path_name.value = "nofmpeg.json"
+    assert app.render_path() == []
+    assert "without ffmpeg" in app.status.content and "no-ffmpeg does not exist" in app.status.content
+    assert not list((tiny_run / "render").glob("nofmpeg_*.mp4"))
+
+
 def test_keyframe_interpolation_is_smooth():
     from nerfkit.cameras import look_at
 
