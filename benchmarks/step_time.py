@@ -34,14 +34,11 @@ def override(cfg, key: str, value: str):
     return apply_overrides(cfg, {key: val})
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("preset")
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--set", nargs="*", default=[])
-    args = ap.parse_args()
-    cfg = PRESETS[args.preset][1]
-    for kv in args.set:
+def random_setup(preset: str, sets: list[str] = ()):
+    """(config, TrainData, graphdef, params, sampler, optimiser) of ``preset`` (with ``sets``, "key=value") on
+    100 random 50x40 images seen by cameras at random places."""
+    cfg = PRESETS[preset][1]
+    for kv in sets:
         k, v = kv.split("=")
         cfg = override(cfg, k, v)
     n_img, w, h = 100, 50, 40  # 200k pixels of random colour, seen by cameras at random places
@@ -54,7 +51,16 @@ def main():
     aabb = np.array([[-1.0] * 3, [1.0] * 3])
     graphdef, params = build_model(cfg.model, 0, aabb, num_images=n_img)
     sampler = samplers.build(cfg.model, Bounds.of(0.05, 6.0, aabb), cfg.train)
-    tx = make_optimizer(cfg.train)
+    return cfg, data, graphdef, params, sampler, make_optimizer(cfg.train)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("preset")
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--set", nargs="*", default=[])
+    args = ap.parse_args()
+    cfg, data, graphdef, params, sampler, tx = random_setup(args.preset, args.set)
     opt = tx.init(params)
     step = make_train_step(graphdef, tx, sampler, batch_rays=cfg.train.batch_rays, background=cfg.data.background,
                            seed=0)
