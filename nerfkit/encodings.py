@@ -182,7 +182,7 @@ def hash_grid_encoding(x: jnp.ndarray, table: jnp.ndarray, resolutions: list[int
     # One gather per corner, each fused with its weighted add: on a CPU this is several times faster than
     # gathering all 8 corners into one [..., L, 8, F] array and reducing it (measured 0.04 s vs 0.39 s for
     # 131k points x 8 levels), and its gradient is a third faster. Gathering all corners at once and summing them
-    # with a batched dot is faster alone, but not inside a train step or a render (0.83-1.15x across presets:
+    # with a batched dot is faster alone, but not inside a train step or a render (0.83-1.16x across presets:
     # benchmarks/hash_encoding.py).
     f = w[..., 0, None] * flat[rows[..., 0]]
     for c in range(1, 8):

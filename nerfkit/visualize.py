@@ -6,6 +6,7 @@ no global backend switch), so this works headless and never disturbs a caller's 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import queue
@@ -170,6 +171,14 @@ def _frame_rgb(frame) -> np.ndarray:
     return np.ascontiguousarray(f[..., :3])
 
 
+@contextlib.contextmanager
+def _ffmpeg_forks():
+    """Silence JAX's warning on any os.fork() while ffmpeg is started: that is fork+exec done in C, which is safe."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        yield
+
+
 def ffmpeg_missing() -> str | None:
     """Why no video can be written (no ffmpeg: neither imageio-ffmpeg's binary nor the one ``IMAGEIO_FFMPEG_EXE``
     names), or None when one can."""
@@ -178,8 +187,7 @@ def ffmpeg_missing() -> str | None:
     try:
         import imageio_ffmpeg
 
-        with warnings.catch_warnings():  # it runs `ffmpeg -version` once (cached: the writer then reuses it)
-            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        with _ffmpeg_forks():  # it runs `ffmpeg -version` once (cached: the writer then reuses it)
             exe = imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError) as e:
         return f"{type(e).__name__}: {e}"
@@ -221,9 +229,7 @@ def write_video(path, frames: Iterable, fps: float = 30, quality: float = 8) -> 
     size = None
     count = 0
     try:
-        with warnings.catch_warnings():
-            # JAX warns on any os.fork(); ffmpeg is started with fork+exec done in C, which is safe.
-            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        with _ffmpeg_forks():
             for frame in frames:
                 f = _frame_rgb(frame)
                 if size is None:
